@@ -1,0 +1,1 @@
+"""drivers/base: the driver model the CXL core is built on."""

@@ -1,0 +1,234 @@
+"""drivers/base/core.c + dd.c + devres.c: devices, attribute groups, driver binding.
+
+Attributes are declared as tables next to the object that owns them, like the
+kernel's DEVICE_ATTR_* groups::
+
+    class CxlDecoder(Device):
+        groups = (AttrGroup([RO("interleave_ways"), ADMIN_RO("start")]),)
+
+        def interleave_ways_show(self): return f"{self.interleave_ways}\\n"
+
+``RO("x")`` looks up ``x_show`` on the device, ``RW("x")`` also ``x_store``.  A
+group may be a named subdirectory and may have an ``is_visible`` method name
+returning the effective mode (0 hides the attribute), evaluated on every lookup
+so visibility follows the model's state like ``sysfs_update_group`` does.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Callable, ClassVar, Optional, Union
+
+import attrs
+
+from cxlsys.errors import KernelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cxlsys.base.bus import Bus, Driver
+    from cxlsys.system import System
+
+
+@attrs.define(frozen=True)
+class Attr:
+    name: str
+    mode: int
+    show: Optional[Union[str, Callable]] = None
+    store: Optional[Union[str, Callable]] = None
+
+
+def RO(name: str, show: Optional[str] = None) -> Attr:
+    return Attr(name, 0o444, show or f"{name}_show")
+
+
+def ADMIN_RO(name: str, show: Optional[str] = None) -> Attr:
+    return Attr(name, 0o400, show or f"{name}_show")
+
+
+def RW(name: str, show: Optional[str] = None, store: Optional[str] = None) -> Attr:
+    return Attr(name, 0o644, show or f"{name}_show", store or f"{name}_store")
+
+
+def WO(name: str, store: Optional[str] = None) -> Attr:
+    return Attr(name, 0o200, None, store or f"{name}_store")
+
+
+@attrs.define(frozen=True)
+class AttrGroup:
+    attrs: tuple
+    name: Optional[str] = None
+    is_visible: Optional[str] = None   # method name: (attr) -> mode (0 = hidden)
+
+    def __init__(self, attrs_, name=None, is_visible=None):
+        self.__attrs_init__(tuple(attrs_), name, is_visible)
+
+
+def call(dev, fn, *args):
+    if isinstance(fn, str):
+        return getattr(dev, fn)(*args)
+    return fn(dev, *args)
+
+
+@attrs.define(eq=False, kw_only=True)
+class Device:
+    """struct device: a directory in /sys/devices, maybe on a bus, maybe bound."""
+
+    # class-level description, overridden by subclasses
+    groups: ClassVar[tuple] = ()
+    devtype: ClassVar[Optional[str]] = None      # dev->type->name (shown as DEVTYPE / devtype)
+    show_devtype_file: ClassVar[bool] = False     # CXL bus devices other than memN show devtype+modalias
+    has_uevent: ClassVar[bool] = True
+
+    name: str
+    parent: Optional["Device"] = None
+    sys: "System" = attrs.field(repr=False)
+    bus: Optional["Bus"] = attrs.field(default=None, repr=False)
+    driver: Optional["Driver"] = attrs.field(default=None, repr=False)
+    children: dict = attrs.field(factory=dict, repr=False)
+    registered: bool = False
+    devres: list = attrs.field(factory=list, repr=False)   # release actions of the bound driver
+    numa_node: int = -1
+    devt: Optional[tuple] = None                            # (major, minor) for char devices
+    devname: Optional[str] = None                           # /dev name for uevent (DEVNAME=)
+
+    # ----- identity and paths -------------------------------------------------
+    @property
+    def path(self) -> str:
+        """sysfs path relative to /sys, e.g. 'devices/platform/cxl_acpi.0/root0'."""
+        if self.parent is None:
+            return f"devices/{self.name}"
+        return f"{self.parent.path}/{self.name}"
+
+    def ancestors(self):
+        d = self.parent
+        while d is not None:
+            yield d
+            d = d.parent
+
+    def is_descendant_of(self, other: "Device") -> bool:
+        return any(a is other for a in self.ancestors())
+
+    def driver_name_for_log(self) -> str:
+        if self.driver is not None:
+            return self.driver.name
+        if self.bus is not None:
+            return self.bus.name
+        return "device"
+
+    # ----- sysfs content hooks --------------------------------------------------
+    def links(self) -> dict:
+        """Extra symlinks in this device's directory: name -> Device or '/sys'-relative path."""
+        return {}
+
+    def modalias(self) -> Optional[str]:
+        return None
+
+    def uevent_vars(self) -> list:
+        out = []
+        if self.devt is not None:
+            out += [f"MAJOR={self.devt[0]}", f"MINOR={self.devt[1]}", f"DEVNAME={self.devname or self.name}"]
+        if self.devtype:
+            out.append(f"DEVTYPE={self.devtype}")
+        if self.driver is not None:
+            out.append(f"DRIVER={self.driver.name}")
+        m = self.modalias()
+        if m:
+            out.append(f"MODALIAS={m}")
+        return out
+
+    def all_groups(self) -> tuple:
+        base = []
+        if self.has_uevent:
+            base.append(Attr("uevent", 0o644, _uevent_show, _uevent_store))
+        if self.devt is not None:
+            base.append(Attr("dev", 0o444, _dev_show))
+        if self.show_devtype_file:
+            base.append(Attr("devtype", 0o444, _devtype_show))
+            base.append(Attr("modalias", 0o444, _modalias_show))
+        return (AttrGroup(base),) + tuple(self.groups)
+
+    def attr_mode(self, group: AttrGroup, attr: Attr) -> int:
+        if group.is_visible is None:
+            return attr.mode
+        return call(self, group.is_visible, attr)
+
+    # ----- devres (devm_*) ------------------------------------------------------
+    def devm_add_action(self, fn: Callable[[], None], what: str = "") -> None:
+        """Run ``fn`` when this device's driver is unbound (devm_add_action_or_reset)."""
+        self.devres.append((fn, what))
+
+    def devm_remove_action(self, what: str) -> bool:
+        for i, (fn, w) in enumerate(self.devres):
+            if w == what:
+                del self.devres[i]
+                return True
+        return False
+
+    def release(self) -> None:
+        """->release(): called once the device is unregistered."""
+
+    def release_devres(self) -> None:
+        while self.devres:
+            fn, _ = self.devres.pop()
+            fn()
+
+
+def _uevent_show(dev: Device) -> str:
+    v = dev.uevent_vars()
+    return "".join(f"{x}\n" for x in v)
+
+
+def _uevent_store(dev: Device, buf: str) -> None:
+    action = buf.strip()
+    if action.split(" ")[0] not in ("add", "remove", "change", "move", "online", "offline", "bind", "unbind"):
+        raise KernelError(errno.EINVAL, f"{dev.name}: uevent: unknown action {action!r}")
+
+
+def _dev_show(dev: Device) -> str:
+    return f"{dev.devt[0]}:{dev.devt[1]}\n"
+
+
+def _devtype_show(dev: Device) -> str:
+    return f"{dev.devtype}\n"
+
+
+def _modalias_show(dev: Device) -> str:
+    return f"{dev.modalias()}\n"
+
+
+# ----- device_add / device_del --------------------------------------------------
+
+def device_add(dev: Device) -> Device:
+    """Register ``dev`` below its parent and on its bus, then let the bus probe it."""
+    if dev.parent is not None:
+        if dev.name in dev.parent.children:
+            raise KernelError(errno.EEXIST, f"{dev.parent.name}: duplicate child {dev.name}")
+        dev.parent.children[dev.name] = dev
+    else:
+        dev.sys.top_devices[dev.name] = dev
+    dev.registered = True
+    if dev.bus is not None:
+        dev.bus.add_device(dev)
+    dev.sys.changed()
+    if dev.bus is not None and dev.bus.drivers_autoprobe:
+        dev.bus.probe_device(dev)
+    return dev
+
+
+def device_del(dev: Device) -> None:
+    """Unregister ``dev``: unbind its driver (devres), then any children left (newest first), then itself."""
+    if not dev.registered:
+        return
+    # the driver goes first: its devres actions unregister what it created below
+    if dev.driver is not None:
+        dev.driver.release(dev)
+    for child in reversed(list(dev.children.values())):
+        device_del(child)
+    if dev.bus is not None:
+        dev.bus.remove_device(dev)
+    if dev.parent is not None:
+        dev.parent.children.pop(dev.name, None)
+    else:
+        dev.sys.top_devices.pop(dev.name, None)
+    dev.registered = False
+    dev.release()
+    dev.sys.changed()

@@ -1,0 +1,1 @@
+"""drivers/cxl: the CXL core (``core/``) and its drivers (acpi, mem, port, pmem)."""

@@ -1,0 +1,53 @@
+"""The kernel log ring (printk): why each write failed, what each probe did."""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import attrs
+
+LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "notice": 5, "info": 6, "debug": 7}
+
+
+@attrs.define
+class Record:
+    seq: int
+    ts: float          # seconds since the model "booted"
+    wall: float        # host wall-clock time, for journalctl --since
+    level: int
+    text: str
+
+
+@attrs.define
+class KernelLog:
+    size: int = 4096
+    boot: float = attrs.field(factory=time.monotonic)
+    records: collections.deque = attrs.field(init=False)
+    seq: int = 0
+
+    def __attrs_post_init__(self):
+        self.records = collections.deque(maxlen=self.size)
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.seq += 1
+        self.records.append(Record(self.seq, time.monotonic() - self.boot, time.time(), LEVELS[level], text))
+
+    def dev_err(self, dev, text: str) -> None:
+        self.log(f"{dev.driver_name_for_log()} {dev.name}: {text}", "err")
+
+    def dev_dbg(self, dev, text: str) -> None:
+        self.log(f"{dev.driver_name_for_log()} {dev.name}: {text}", "debug")
+
+    def dev_info(self, dev, text: str) -> None:
+        self.log(f"{dev.driver_name_for_log()} {dev.name}: {text}", "info")
+
+    def lines(self, since_wall: float | None = None, max_level: int = 7) -> list[str]:
+        return [
+            f"[{r.ts:12.6f}] {r.text}"
+            for r in self.records
+            if r.level <= max_level and (since_wall is None or r.wall >= since_wall)
+        ]
+
+    def since(self, seq: int) -> list[Record]:
+        return [r for r in self.records if r.seq > seq]

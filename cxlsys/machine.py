@@ -1,0 +1,228 @@
+"""The fake hardware and firmware a topology describes: host devices (platform or PCI),
+ACPI tables (CHBS, CFMWS, CXIMS), HDM decoder registers, and what firmware committed.
+
+``Machine.plug()`` registers the host devices in the order cxl_test does (bridges and
+ports, then the ACPI0017 device, then memory devices), which lets the drivers build
+the CXL topology exactly as the kernel enumerates it.  ``Machine.unplug()`` is the
+module unload.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import attrs
+
+from cxlsys.base.device import Device, device_add, device_del
+from cxlsys.base.pci import PciDevice, PciRoot
+from cxlsys.base.platform import PlatformDevice
+from cxlsys.cxl import cxl as C
+from cxlsys.cxl.core.hdm import HdmCap, HdmRegs
+from cxlsys.cxl.core.memdev import MemdevInfo
+from cxlsys.cxl_test import MockMemDevice
+from cxlsys.topology import Topology
+
+SZ_256M = 256 << 20
+
+
+@attrs.define
+class Window:
+    index: int
+    base: int
+    size: int
+    ways: int
+    granularity: int
+    targets: list
+    restrictions: int
+    qtg_id: int
+    arithmetic: str
+    node: Optional[int]
+
+
+@attrs.define(eq=False)
+class Machine:
+    sys: object = attrs.field(repr=False)
+    topo: Topology
+    params: dict
+    devices: dict = attrs.field(factory=dict)        # host device name -> Device
+    order: list = attrs.field(factory=list)          # registration order
+    hdm_caps: dict = attrs.field(factory=dict)       # uport device name -> HdmCap
+    windows: list = attrs.field(factory=list)
+    cxims: list = attrs.field(factory=list)
+    host_bridges: list = attrs.field(factory=list)
+    memdev_hosts: dict = attrs.field(factory=dict)   # host name -> MemdevCfg
+    acpi_dev: Optional[Device] = None
+    memdev_driver: str = "cxl_mock_mem"
+
+    # ------------------------------------------------------------------ build
+    def build(self) -> None:
+        t, sys = self.topo, self.sys
+        mock = t.module == "cxl_test"
+        self.memdev_driver = t.memdev_driver or ("cxl_mock_mem" if mock else "cxl_pci")
+        self.host_bridges = list(t.host_bridges)
+        base = t.hpa_base
+        for i, w in enumerate(t.active(t.windows, self.params)):
+            if w.base is not None:
+                wb = w.base
+            else:
+                wb = (base + SZ_256M - 1) // SZ_256M * SZ_256M
+                base = wb + w.size
+            self.windows.append(Window(i, wb, w.size, w.ways, w.granularity, list(w.targets), w.restrictions,
+                                       w.qtg_id, w.arithmetic, w.node))
+        self.cxims = t.active(t.cxims, self.params)
+        for hb in t.host_bridges:
+            self.hdm_caps[hb.name] = HdmCap(count=hb.decoders, nr_targets=hb.targets, reprogram_on_enumerate=mock)
+        for sw in t.switches:
+            self.hdm_caps[sw.name] = HdmCap(count=sw.decoders, nr_targets=sw.targets, reprogram_on_enumerate=mock)
+        for md in t.memdevs:
+            self.hdm_caps[md.name] = HdmCap(count=md.decoders, nr_targets=0, reprogram_on_enumerate=mock)
+            self.memdev_hosts[md.name] = md
+        self._program_firmware()
+
+    def _parent_of(self, name: str) -> str:
+        t = self.topo
+        for lst in (t.root_ports, t.switches, t.memdevs):
+            for x in lst:
+                if x.name == name:
+                    return x.parent
+        for sw in t.switches:
+            for d in sw.downstream:
+                if d.name == name:
+                    return sw.name
+        return ""
+
+    def _port_id(self, name: str) -> int:
+        t = self.topo
+        for x in t.root_ports:
+            if x.name == name:
+                return x.port_id
+        for sw in t.switches:
+            for d in sw.downstream:
+                if d.name == name:
+                    return d.port_id
+        raise KeyError(name)
+
+    def _program_firmware(self) -> None:
+        """Decoders committed by firmware for each auto region, at every level of the path."""
+        t = self.topo
+        for ar in t.active(t.auto_regions, self.params):
+            if ar.window >= len(self.windows):
+                continue
+            win = self.windows[ar.window]
+            start = win.base + ar.offset
+            ways = len(ar.members)
+            # per uport: ordered distinct child dports used by the members
+            levels: dict = {}
+            order: list = []
+            for m in ar.members:
+                dport = self._parent_of(m)
+                while dport and dport not in {hb.name for hb in t.host_bridges}:
+                    uport = self._parent_of(dport)
+                    if uport not in levels:
+                        levels[uport] = []
+                        order.append(uport)
+                    if dport not in levels[uport]:
+                        levels[uport].append(dport)
+                    dport = self._parent_of(uport)
+            # top-down: a host bridge's parent is the root
+            depth_sorted = sorted(order, key=lambda u: self._depth(u))
+            ig_of = {}
+            for u in depth_sorted:
+                parent_dport = self._parent_of(u)
+                parent_uport = self._parent_of(parent_dport) if parent_dport else ""
+                if u in {hb.name for hb in t.host_bridges}:
+                    piw = win.ways if win.ways & (win.ways - 1) == 0 else win.ways // 3
+                    pig = ar.granularity
+                else:
+                    pig, piw = ig_of[parent_uport]
+                iw = len(levels[u])
+                ig = pig * piw
+                ig_of[u] = (ig, iw)
+                self.hdm_caps[u].firmware[ar.decoder] = HdmRegs(
+                    base=start, size=ar.size, ways=iw, granularity=ig, committed=True,
+                    targets=tuple(self._port_id(d) for d in levels[u]))
+            for m in ar.members:
+                self.hdm_caps[m].firmware[ar.decoder] = HdmRegs(base=start, size=ar.size, ways=ways,
+                                                                  granularity=ar.granularity, committed=True)
+        for cap in self.hdm_caps.values():
+            for i, fw in cap.firmware.items():
+                cap.regs[i] = attrs.evolve(fw)
+
+    def _depth(self, name: str) -> int:
+        d = 0
+        while name:
+            name = self._parent_of(name)
+            d += 1
+        return d
+
+    # ------------------------------------------------------------------ host devices
+    def _new_device(self, name: str, parent: Optional[Device], kind: str, **kw) -> Device:
+        sys = self.sys
+        if kind == "pci":
+            if parent is None or parent.name == "platform":
+                dev = PciRoot(name=name, parent=None, sys=sys, **kw)
+            else:
+                dev = PciDevice(name=name, parent=parent, sys=sys, bus=sys.buses["pci"], **kw)
+        else:
+            base = name.rsplit(".", 1)[0]
+            cls = kw.pop("cls", PlatformDevice)
+            dev = cls(name=name, parent=parent, sys=sys, bus=sys.buses["platform"], base_name=base, **kw)
+        self.devices[name] = dev
+        self.order.append(dev)
+        return dev
+
+    def plug(self) -> None:
+        t, sys = self.topo, self.sys
+        platform = sys.top_devices["platform"]
+
+        def parent_dev(name):
+            return self.devices.get(name)
+
+        for hb in t.host_bridges:
+            par = platform if hb.parent == "platform" else None
+            kw = {}
+            if hb.kind == "platform":
+                kw = dict(fw_companion=hb.companion, waiting_for_supplier=True)
+            dev = self._new_device(hb.name, par, hb.kind, **kw)
+            device_add(dev)
+        for rp in t.root_ports:
+            dev = self._new_device(rp.name, parent_dev(rp.parent), rp.kind, dport_id=rp.port_id)
+            if rp.kind == "pci":
+                dev.pci_class = 0x060400
+            device_add(dev)
+        for sw in t.switches:
+            dev = self._new_device(sw.name, parent_dev(sw.parent), sw.kind)
+            device_add(dev)
+            for d in sw.downstream:
+                device_add(self._new_device(d.name, dev, d.kind, dport_id=d.port_id))
+        acpi_parent = platform if t.acpi_parent == "platform" else None
+        self.acpi_dev = self._new_device(t.acpi_device, acpi_parent, "platform")
+        device_add(self.acpi_dev)
+        for md in t.memdevs:
+            kw = dict(numa_node=md.numa_node, cfg=md)
+            if md.kind == "pci":
+                kw.update(vendor=md.vendor, device=md.device, pci_class=0x050210)
+            else:
+                kw["cls"] = MockMemDevice if md.mock else PlatformDevice
+            device_add(self._new_device(md.name, parent_dev(md.parent), md.kind, **kw))
+
+    def unplug(self) -> None:
+        for dev in reversed(self.order):
+            if dev.registered:
+                device_del(dev)
+        self.devices.clear()
+        self.order.clear()
+
+    def memdev_info(self, host: str):
+        md = self.memdev_hosts[host]
+        info = MemdevInfo(ram_size=md.ram, pmem_size=md.pmem, serial=md.serial, lsa_size=md.lsa,
+                          payload_max=md.payload_max, firmware_version=md.firmware_version,
+                          qos_class=md.qos_class, hdm_db=md.hdm_db, device_type=md.device_type, flit=md.flit,
+                          rcd=md.rcd)
+        return info, self.hdm_caps[host]
+
+    def target_node_of(self, hpa: int) -> int:
+        for w in self.windows:
+            if w.base <= hpa < w.base + w.size:
+                return w.node if w.node is not None else 0
+        return 0

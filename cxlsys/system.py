@@ -1,0 +1,219 @@
+"""One simulated machine: buses and drivers, the device tree, the lock, the kernel log,
+and loading/unloading a topology (``modprobe cxl_test`` / ``modprobe -r cxl_test``).
+
+Every state change from outside goes through :meth:`System.store` or
+:meth:`System.modprobe`, both under ``self.lock`` — the model's
+``cxl_region_rwsem``: one writer at a time, reads consistent.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+from typing import Callable, Optional
+
+import attrs
+
+from cxlsys.base.bus import Bus
+from cxlsys.base.device import Device, device_add, device_del
+from cxlsys.base.memory import MemoryHotplug, MemoryPolicy
+from cxlsys.base.node import build_nodes
+from cxlsys.base.pci import CxlPciDriver
+from cxlsys.base.platform import PlatformDriver
+from cxlsys.cxl.acpi import CxlAcpiDriver
+from cxlsys.cxl.core.pmem import pmem_drivers
+from cxlsys.cxl.core.port import CxlBus
+from cxlsys.cxl.core.region import CxlRegionDriver
+from cxlsys.cxl.mem import CxlMemDriver
+from cxlsys.cxl.port import CxlPortDriver
+from cxlsys.cxl_test import CxlMockMemDriver
+from cxlsys.dax.bus import DaxBus, DaxDriver
+from cxlsys.dax.cxl import CxlDaxRegionDriver
+from cxlsys.dax.kmem import KmemDriver
+from cxlsys.errors import KernelError
+from cxlsys.ida import IDA
+from cxlsys.klog import KernelLog
+from cxlsys.machine import Machine
+from cxlsys.topology import Topology, load_topology
+
+# modules whose /sys/module/<name>/initstate reads "live" (libkmod must never load a real one)
+BUILTIN_MODULES = ("cxl_core", "cxl_acpi", "cxl_port", "cxl_mem", "cxl_pmem", "cxl_pci", "dax_cxl",
+                   "device_dax", "kmem", "dax", "dax_hmem", "libnvdimm", "nd_pmem", "nd_btt")
+
+
+@attrs.define(eq=False)
+class System:
+    lock: threading.RLock = attrs.field(factory=threading.RLock, repr=False)
+    klog: KernelLog = attrs.field(factory=KernelLog, repr=False)
+    generation: int = 0
+    top_devices: dict = attrs.field(factory=dict, repr=False)
+    buses: dict = attrs.field(factory=dict, repr=False)
+    nodes: dict = attrs.field(factory=dict, repr=False)
+    memory: MemoryHotplug = attrs.field(default=None, repr=False)
+    machine: Optional[Machine] = attrs.field(default=None, repr=False)
+    topology: Optional[Topology] = None
+    params: dict = attrs.field(factory=dict)
+    modules: dict = attrs.field(factory=dict)        # loaded module -> params
+    work: list = attrs.field(factory=list, repr=False)
+    cxl_port_ida: IDA = attrs.field(factory=lambda: IDA("cxl_port_ida"))
+    cxl_memdev_ida: IDA = attrs.field(factory=lambda: IDA("cxl_memdev_ida", max=65535))
+    memregion_ida: IDA = attrs.field(factory=lambda: IDA("memregion_ida"))
+    nvdimm_bridge_ida: IDA = attrs.field(factory=lambda: IDA("cxl_nvdimm_bridge_ida"))
+    dax_minor_ida: IDA = attrs.field(factory=lambda: IDA("dax_minor_ida"))
+    listeners: list = attrs.field(factory=list, repr=False)
+
+    # ------------------------------------------------------------------ boot
+    @classmethod
+    def boot(cls, topology: "Topology | str | None" = None, params: Optional[dict] = None) -> "System":
+        """A machine with the drivers loaded and, if given, the topology plugged in."""
+        s = cls()
+        s._boot(topology)
+        if s.topology is not None:
+            s.load(params)
+        return s
+
+    def _boot(self, topology) -> None:
+        if isinstance(topology, str):
+            topology = load_topology(topology)
+        self.topology = topology
+        for name in ("platform", "system"):
+            device_add(_Plain(name=name, sys=self))
+        self.cxl_bus = CxlBus(name="cxl", sys=self)
+        self.buses = {"cxl": self.cxl_bus, "platform": Bus(name="platform", sys=self),
+                      "dax": DaxBus(name="dax", sys=self), "pci": Bus(name="pci", sys=self)}
+        self.dax_bus = self.buses["dax"]
+        mem_cfg = dict(topology.memory) if topology else {}
+        pol = MemoryPolicy(**mem_cfg)
+        self.memory = MemoryHotplug(self, pol)
+        system = self.top_devices["system"]
+        self.memory.setup(system)
+        from cxlsys.topology import NodeCfg
+        build_nodes(self, system, topology.nodes if topology else [NodeCfg(id=0, cpus=[0, 1], memory=4 << 30)])
+        # drivers (modules), in the order the kernel's module init would register them
+        for drv in (CxlPortDriver(), CxlMemDriver(), CxlRegionDriver(), *pmem_drivers(), CxlDaxRegionDriver()):
+            self.cxl_bus.register_driver(drv)
+        self.buses["platform"].register_driver(CxlAcpiDriver())
+        self.buses["platform"].register_driver(CxlMockMemDriver())
+        self.buses["pci"].register_driver(CxlPciDriver())
+        self.dax_bus.register_driver(DaxDriver(name="device_dax", module="device_dax"))
+        self.dax_bus.register_driver(KmemDriver())
+        for m in BUILTIN_MODULES:
+            self.modules.setdefault(m, {})
+
+    # the cxl bus is used everywhere; keep a direct handle
+    cxl_bus: CxlBus = attrs.field(default=None, repr=False)
+    dax_bus: DaxBus = attrs.field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ topology load / unload
+    def load(self, params: Optional[dict] = None) -> None:
+        """modprobe <topology module> [params]: plug the machine in."""
+        with self.lock:
+            if self.machine is not None:
+                return
+            t = self.topology
+            p = dict(t.params)
+            for k, v in (params or {}).items():
+                if k not in p:
+                    raise KernelError(errno.EINVAL, f"{t.module or t.name}: unknown parameter '{k}'")
+                p[k] = v
+            self.params = p
+            self.machine = Machine(self, t, p)
+            self.machine.build()
+            if t.module:
+                self.modules[t.module] = dict(p)
+            self.machine.plug()
+            self.flush_work()
+            self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} loaded {p if p else ''}".rstrip())
+            self.changed()
+
+    def unload(self) -> None:
+        with self.lock:
+            if self.machine is None:
+                return
+            self.machine.unplug()
+            self.flush_work()
+            if self.topology.module:
+                self.modules.pop(self.topology.module, None)
+            self.machine = None
+            self.klog.log(f"{self.topology.module or 'cxlsys'}: topology {self.topology.name} unloaded")
+            self.changed()
+
+    def modprobe(self, args: list) -> None:
+        """The modprobe shim: ``[-r] name [key=value ...]``; unknown modules are accepted silently."""
+        remove = False
+        rest = []
+        for a in args:
+            if a in ("-r", "--remove"):
+                remove = True
+            elif a.startswith("-"):
+                continue
+            else:
+                rest.append(a)
+        if not rest:
+            raise KernelError(errno.EINVAL, "modprobe: no module name")
+        name = rest[0].replace("-", "_")
+        module = (self.topology.module or "").replace("-", "_") if self.topology else ""
+        if name != module:
+            return
+        if remove:
+            self.unload()
+            return
+        params = {}
+        for kv in rest[1:]:
+            k, _, v = kv.partition("=")
+            try:
+                params[k] = int(v, 0)
+            except ValueError:
+                raise KernelError(errno.EINVAL, f"{name}: bad parameter {kv!r}")
+        if self.machine is not None:
+            return
+        self.load(params)
+
+    # ------------------------------------------------------------------ helpers for the model
+    def changed(self) -> None:
+        self.generation += 1
+
+    def queue_work(self, fn: Callable[[], None]) -> None:
+        self.work.append(fn)
+
+    def flush_work(self) -> None:
+        while self.work:
+            fn = self.work.pop(0)
+            fn()
+
+    def hdm_of(self, dev: Device):
+        return self.machine.hdm_caps.get(dev.name) if self.machine else None
+
+    def target_node_of(self, hpa: int) -> int:
+        return self.machine.target_node_of(hpa) if self.machine else 0
+
+    def hpa_busy_ranges(self, root) -> list:
+        """HPA inside ``root``'s window that is not free: memory left online by a forced teardown."""
+        bs = self.memory.policy.block_size
+        out = []
+        for s, n, _ in self.memory.leaked:
+            if root.hpa_start <= s < root.hpa_start + root.hpa_size:
+                out.append((s, s + n))
+        return out
+
+    def hpa_is_online_ram(self, start: int, size: int) -> bool:
+        bs = self.memory.policy.block_size
+        return any(b.online for i, b in self.memory.blocks.items() if start <= i * bs < start + size)
+
+    def device_by_path(self, path: str) -> Optional[Device]:
+        parts = path.strip("/").split("/")
+        if not parts or parts[0] != "devices":
+            return None
+        d = self.top_devices.get(parts[1]) if len(parts) > 1 else None
+        for p in parts[2:]:
+            if d is None:
+                return None
+            d = d.children.get(p)
+        return d
+
+
+@attrs.define(eq=False, kw_only=True)
+class _Plain(Device):
+    """A bare directory device (/sys/devices/platform, /sys/devices/system)."""
+
+    has_uevent = False

@@ -1,0 +1,88 @@
+"""Dump a sysfs tree in the golden-6.12 format (one line per entry, tab separated):
+
+``PATH dir`` | ``PATH link TARGET`` | ``PATH file MODE VALUE`` — VALUE is the first
+300 bytes with newlines shown as ``|``, or ``<error text>`` when the read fails.
+``power/``, ``subsystem`` and ``memoryN/`` are not descended, as in the golden data.
+The same function dumps the model's projection or a real directory tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+
+from cxlsys.errors import KernelError
+from cxlsys.sysfs import S_DIR, S_LINK, Sysfs
+
+GOLDEN_ROOTS = ("/sys/bus/cxl", "/sys/bus/dax", "/sys/devices/platform/cxl_acpi.0")
+SKIP = re.compile(r"(^|/)(power|subsystem)$|/memory/memory\d+$")
+
+
+def _fmt(v: bytes) -> str:
+    return v[:300].decode("utf-8", "replace").replace("\n", "|")
+
+
+def dump_model(fs: Sysfs, roots) -> list:
+    out = []
+    for root in roots:
+        rel = root[len("/sys/"):]
+        e = fs.lookup(rel)
+        if e is None:
+            continue
+        stack = [(rel, e)]
+        while stack:
+            p, e = stack.pop()
+            full = "/sys/" + p
+            if e.kind == S_DIR:
+                out.append(f"{full}\tdir")
+                if SKIP.search(p) and p != rel:
+                    continue
+                kids = fs._children(e.src)
+                for name in sorted(kids, reverse=True):
+                    cp = f"{p}/{name}"
+                    if SKIP.search(cp) and kids[name].kind != S_DIR:
+                        continue
+                    stack.append((cp, kids[name]))
+            elif e.kind == S_LINK:
+                out.append(f"{full}\tlink\t{fs.readlink(p)}")
+            else:
+                try:
+                    v = _fmt(fs.read(p)) if e.src.show is not None else "<Permission denied>"
+                except KernelError as err:
+                    v = f"<{os.strerror(err.errno)}>"
+                out.append(f"{full}\tfile\t{e.mode:o}\t{v}")
+    return out
+
+
+def dump_real(root_dir: str, roots) -> list:
+    """The same format from a mounted tree (``root_dir`` plays /sys)."""
+    out = []
+    for root in roots:
+        base = os.path.join(root_dir, root[len("/sys/"):])
+        if not os.path.lexists(base):
+            continue
+        stack = [base]
+        while stack:
+            p = stack.pop()
+            rel = "/sys/" + os.path.relpath(p, root_dir)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out.append(f"{rel}\tlink\t{os.readlink(p)}")
+            elif stat.S_ISDIR(st.st_mode):
+                out.append(f"{rel}\tdir")
+                if SKIP.search(rel) and p != base:
+                    continue
+                for name in sorted(os.listdir(p), reverse=True):
+                    cp = os.path.join(p, name)
+                    if SKIP.search("/sys/" + os.path.relpath(cp, root_dir)) and not os.path.isdir(cp):
+                        continue
+                    stack.append(cp)
+            else:
+                try:
+                    with open(p, "rb") as f:
+                        v = _fmt(f.read(4096))
+                except OSError as e:
+                    v = f"<{e.strerror}>"
+                out.append(f"{rel}\tfile\t{stat.S_IMODE(st.st_mode):o}\t{v}")
+    return out

@@ -1,0 +1,106 @@
+"""The daemon's control socket: modprobe, dmesg/journalctl and flush for shims and the CLI.
+
+One JSON object per connection each way: ``{"cmd": "modprobe", "args": [...]}`` ->
+``{"rc": 0, "out": "...", "err": "..."}``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import threading
+import time
+
+from cxlsys.errors import KernelError
+
+
+def serve(path: str, system, hooks: dict) -> threading.Thread:
+    if os.path.exists(path):
+        os.unlink(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    os.chmod(path, 0o600)
+    srv.listen(16)
+
+    def handle(conn):
+        with conn:
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            try:
+                req = json.loads(buf or b"{}")
+                rep = dispatch(system, req, hooks)
+            except Exception as e:  # the daemon must keep serving
+                rep = {"rc": 1, "out": "", "err": f"cxlsys: {type(e).__name__}: {e}\n"}
+            conn.sendall(json.dumps(rep).encode() + b"\n")
+
+    def loop():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=loop, daemon=True, name="cxlsys-control")
+    t.start()
+    return t
+
+
+def dispatch(system, req: dict, hooks: dict) -> dict:
+    after_change = hooks["changed"]
+    cmd = req.get("cmd")
+    args = req.get("args", [])
+    if cmd == "modprobe":
+        try:
+            with system.lock:
+                system.modprobe(args)
+        except KernelError as e:
+            return {"rc": 1, "out": "", "err": f"modprobe: ERROR: could not insert '{args[-1] if args else ''}': "
+                                             f"{os.strerror(e.errno)} ({e.reason})\n"}
+        after_change()
+        return {"rc": 0, "out": "", "err": ""}
+    if cmd == "dmesg":
+        with system.lock:
+            lines = system.klog.lines()
+        return {"rc": 0, "out": "".join(x + "\n" for x in lines), "err": ""}
+    if cmd == "journal":
+        since = req.get("since")
+        with system.lock:
+            recs = [r for r in system.klog.records if since is None or r.wall >= since]
+        host = os.uname().nodename
+        out = [f"{time.strftime('%b %d %H:%M:%S', time.localtime(r.wall))} {host} kernel: {r.text}" for r in recs]
+        if req.get("reverse"):
+            out.reverse()
+        return {"rc": 0, "out": "".join(x + "\n" for x in out), "err": ""}
+    if cmd == "flush":
+        with system.lock:
+            system.flush_work()
+        after_change()
+        return {"rc": 0, "out": "", "err": ""}
+    if cmd == "devsync":
+        hooks["devsync"](req.get("root", "/dev"))
+        return {"rc": 0, "out": "", "err": ""}
+    if cmd == "ping":
+        return {"rc": 0, "out": "pong\n", "err": ""}
+    return {"rc": 2, "out": "", "err": f"cxlsys: unknown control command {cmd!r}\n"}
+
+
+def request(path: str, req: dict, timeout: float = 60.0) -> dict:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    with s:
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)

@@ -1,0 +1,64 @@
+"""Run the FUSE server for one System: mount, control socket, optional /dev node sync."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Optional
+
+from fuse_mount import control
+from fuse_mount.ops import SysfsOps, mfusepy
+from cxlsys.sysfs import Sysfs
+
+
+def sync_dev_nodes(system, dev_root: str) -> None:
+    """Keep ``dev_root`` (the namespace's /dev) holding a char node per model char device."""
+    want = {}
+    for d in Sysfs(system)._all_devices():
+        if d.devt is not None and d.devname:
+            want[d.devname] = d.devt
+    have_dirs = {"cxl"}
+    cxl_dir = os.path.join(dev_root, "cxl")
+    os.makedirs(cxl_dir, exist_ok=True)
+    # remove stale nodes we own: /dev/cxl/* and /dev/daxX.Y
+    for name in os.listdir(cxl_dir):
+        if f"cxl/{name}" not in want:
+            os.unlink(os.path.join(cxl_dir, name))
+    for name in os.listdir(dev_root):
+        if name.startswith("dax") and name not in want:
+            try:
+                os.unlink(os.path.join(dev_root, name))
+            except IsADirectoryError:
+                pass
+    for name, (major, minor) in want.items():
+        p = os.path.join(dev_root, name)
+        rdev = os.makedev(major, minor)
+        try:
+            st = os.lstat(p)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == rdev:
+                continue
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        os.mknod(p, 0o600 | stat.S_IFCHR, rdev)
+    del have_dirs
+
+
+def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root: Optional[str] = None,
+          cache: bool = True, foreground: bool = True, allow_other: bool = False) -> None:
+    fs = Sysfs(system)
+    ops = SysfsOps(fs, cache=cache)
+
+    def devsync(root: str) -> None:
+        sync_dev_nodes(system, root)
+        ops.on_change = lambda snap: sync_dev_nodes(system, root)
+
+    if dev_root:
+        devsync(dev_root)
+    if control_path:
+        control.serve(control_path, system, {"changed": ops.sync, "devsync": devsync})
+    opts = dict(foreground=foreground, fsname="cxlsys", subtype="cxlsys", default_permissions=True,
+                max_threads=16)
+    if allow_other:
+        opts["allow_other"] = True
+    mfusepy.FUSE(ops, mountpoint, raw_fi=True, **opts)

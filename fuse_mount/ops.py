@@ -1,0 +1,174 @@
+"""mfusepy Operations over the sysfs projection (libfuse 3)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import itertools
+import os
+import stat
+import threading
+import time
+from typing import Callable, Optional
+
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+import mfusepy  # noqa: E402
+
+from cxlsys.errors import KernelError  # noqa: E402
+from cxlsys.sysfs import S_DIR, S_FILE, S_LINK, Sysfs  # noqa: E402
+
+FUSE_CAP_CACHE_SYMLINKS = 1 << 23
+ATTR_FILE_SIZE = 4096
+
+_lib = mfusepy._libfuse
+_lib.fuse_get_context.restype = ctypes.POINTER(ctypes.c_void_p)
+_lib.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_lib.fuse_invalidate_path.restype = ctypes.c_int
+
+
+class SysfsOps(mfusepy.Operations):
+    use_ns = True
+
+    def __init__(self, sysfs: Sysfs, cache: bool = True, on_change: Optional[Callable[[dict], None]] = None):
+        self.fs = sysfs
+        self.sys = sysfs.sys
+        self.cache = cache
+        self.on_change = on_change
+        self.fuse_ptr = None
+        self.handles: dict = {}
+        self._fh = itertools.count(1)
+        self._hlock = threading.Lock()
+        self.snap = sysfs.snapshot()
+        self.seen_gen = self.sys.generation
+        self.t0 = int(time.time() * 1e9)
+        self.uid = 0
+        self.gid = 0
+        self.invalidations = 0
+
+    # ------------------------------------------------------------------ init
+    def init_with_config(self, conn, config):
+        ctx = _lib.fuse_get_context()
+        self.fuse_ptr = ctx[0] if ctx else None
+        if config is not None:
+            t = 86400.0 if self.cache else 0.0
+            config.entry_timeout = t
+            config.attr_timeout = t
+            config.negative_timeout = 0.0
+            config.kernel_cache = 0
+        if conn is not None and self.cache and conn.capable & FUSE_CAP_CACHE_SYMLINKS:
+            conn.want |= FUSE_CAP_CACHE_SYMLINKS
+
+    # ------------------------------------------------------------------ exactness
+    def sync(self, exclude: Optional[str] = None) -> None:
+        """Tell the kernel about every entry that vanished or changed since the last sync."""
+        with self.sys.lock:
+            if self.sys.generation == self.seen_gen:
+                return
+            snap = self.fs.snapshot()
+            old = self.snap
+            self.snap = snap
+            self.seen_gen = self.sys.generation
+        if self.cache and self.fuse_ptr:
+            for p, v in old.items():
+                if snap.get(p) != v and p != exclude:
+                    _lib.fuse_invalidate_path(self.fuse_ptr, b"/" + p.encode())
+                    self.invalidations += 1
+        if self.on_change is not None:
+            self.on_change(snap)
+
+    # ------------------------------------------------------------------ metadata
+    def _stat(self, e, path: str) -> dict:
+        st = dict(st_uid=self.uid, st_gid=self.gid, st_atime=self.t0, st_mtime=self.t0, st_ctime=self.t0,
+                  st_nlink=1)
+        if e.kind == S_DIR:
+            st.update(st_mode=stat.S_IFDIR | e.mode, st_nlink=2, st_size=0)
+        elif e.kind == S_FILE:
+            st.update(st_mode=stat.S_IFREG | e.mode, st_size=ATTR_FILE_SIZE)
+        else:
+            st.update(st_mode=stat.S_IFLNK | 0o777, st_size=len(self.fs.readlink(path)))
+        return st
+
+    def getattr(self, path, fh=None):
+        e = self.fs.lookup(path)
+        if e is None:
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        return self._stat(e, path)
+
+    def readdir(self, path, fh):
+        try:
+            return [".", ".."] + self.fs.listdir(path)
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
+
+    def readlink(self, path):
+        try:
+            return self.fs.readlink(path)
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
+
+    def statfs(self, path):
+        return dict(f_bsize=4096, f_frsize=4096, f_blocks=0, f_bfree=0, f_bavail=0, f_namemax=255)
+
+    # ------------------------------------------------------------------ files
+    def open(self, path, fi):
+        e = self.fs.lookup(path)
+        if e is None:
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        if e.kind != S_FILE:
+            raise mfusepy.FuseOSError(errno.EISDIR)
+        acc = fi.flags & os.O_ACCMODE
+        if acc in (os.O_RDONLY, os.O_RDWR) and e.src.show is None:
+            raise mfusepy.FuseOSError(errno.EACCES)
+        if acc in (os.O_WRONLY, os.O_RDWR) and (e.src.store is None or not e.mode & 0o222):
+            raise mfusepy.FuseOSError(errno.EACCES)
+        fi.direct_io = 1
+        fh = next(self._fh)
+        with self._hlock:
+            self.handles[fh] = [path, None]
+        fi.fh = fh
+        return 0
+
+    def read(self, path, size, offset, fh):
+        h = self.handles.get(getattr(fh, "fh", fh))
+        if h is None:
+            raise mfusepy.FuseOSError(errno.EBADF)
+        if h[1] is None or offset == 0:
+            try:
+                h[1] = self.fs.read(h[0])
+            except KernelError as err:
+                raise mfusepy.FuseOSError(err.errno)
+        return h[1][offset:offset + size]
+
+    def write(self, path, data, offset, fh):
+        h = self.handles.get(getattr(fh, "fh", fh))
+        p = h[0] if h else path
+        try:
+            n = self.fs.write(p, data)
+        except KernelError as err:
+            self.sync(exclude=p.strip("/"))
+            raise mfusepy.FuseOSError(err.errno)
+        self.sync(exclude=p.strip("/"))
+        return n
+
+    def truncate(self, path, length, fh=None):
+        e = self.fs.lookup(path)
+        if e is None:
+            raise mfusepy.FuseOSError(errno.ENOENT)
+        return 0
+
+    def flush(self, path, fh):
+        return 0
+
+    def release(self, path, fh):
+        with self._hlock:
+            self.handles.pop(getattr(fh, "fh", fh), None)
+        return 0
+
+    def chmod(self, path, mode):
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    def chown(self, path, uid, gid):
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    def utimens(self, path, times=None):
+        return 0

@@ -1,0 +1,1 @@
+"""The cxlsys command line and the helpers it runs (namespace runner, shims)."""

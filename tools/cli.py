@@ -1,0 +1,185 @@
+"""The ``cxlsys`` command."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+
+def _params(items) -> dict:
+    out = {}
+    for kv in items or []:
+        k, _, v = kv.partition("=")
+        try:
+            out[k] = int(v, 0)
+        except ValueError:
+            raise SystemExit(f"cxlsys: --param {kv!r}: expected key=integer")
+    return out
+
+
+def _system(args):
+    from cxlsys.system import System
+    from cxlsys.topology import TopologyError
+    try:
+        return System.boot(args.topology, _params(args.param))
+    except TopologyError as e:
+        sys.stderr.write(f"cxlsys: {e}\n")
+        raise SystemExit(2)
+    except Exception as e:  # a KernelError from loading (bad parameter)
+        from cxlsys.errors import KernelError
+        if isinstance(e, KernelError):
+            sys.stderr.write(f"cxlsys: {e.reason}\n")
+            raise SystemExit(2)
+        raise
+
+
+def control_path(mountpoint: str) -> str:
+    base = "/run/cxlsys" if os.geteuid() == 0 else os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp",
+                                                                  f"cxlsys-{os.getuid()}")
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    h = hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:12]
+    return os.path.join(base, f"{h}.sock")
+
+
+def cmd_mount(args) -> int:
+    system = _system(args)
+    mp = args.mountpoint
+    if not os.path.isdir(mp):
+        sys.stderr.write(f"cxlsys mount: {mp}: not a directory\n")
+        return 2
+    ctl = control_path(mp)
+    from fuse_mount.daemon import serve
+    if args.foreground:
+        serve(system, mp, control_path=ctl, cache=not args.no_cache, allow_other=os.geteuid() == 0)
+        return 0
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        try:
+            serve(system, mp, control_path=ctl, cache=not args.no_cache, allow_other=os.geteuid() == 0)
+        finally:
+            os._exit(0)
+    deadline = time.time() + 30
+    while not os.path.ismount(mp):
+        if time.time() > deadline or os.waitpid(pid, os.WNOHANG) != (0, 0):
+            sys.stderr.write(f"cxlsys mount: {mp}: the FUSE daemon did not come up\n")
+            return 1
+        time.sleep(0.02)
+    return 0
+
+
+def cmd_umount(args) -> int:
+    mp = args.mountpoint
+    if not os.path.ismount(mp):
+        sys.stderr.write(f"cxlsys umount: {mp}: not mounted\n")
+        return 1
+    rc = subprocess.call(["fusermount3", "-u", mp])
+    deadline = time.time() + 10
+    while os.path.ismount(mp) and time.time() < deadline:
+        time.sleep(0.02)
+    return rc
+
+
+def cmd_run(args) -> int:
+    from tools.nsrun import run
+    cmd = args.cmd
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    return run(lambda: _system(args), cmd, cache=not args.no_cache)
+
+
+def cmd_dmesg(args) -> int:
+    from fuse_mount.control import request
+    ctl = os.environ.get("CXLSYS_CONTROL") if not args.mountpoint else control_path(args.mountpoint)
+    if not ctl or not os.path.exists(ctl):
+        sys.stderr.write("cxlsys dmesg: no running cxlsys (give the mount point, or run inside 'cxlsys run')\n")
+        return 1
+    rep = request(ctl, {"cmd": "dmesg"})
+    sys.stdout.write(rep["out"])
+    return rep["rc"]
+
+
+def cmd_tree(args) -> int:
+    from tools.show import print_tree
+    print_tree(_system(args))
+    return 0
+
+
+def cmd_dump(args) -> int:
+    from cxlsys.sysfs import Sysfs
+    from cxlsys.treedump import GOLDEN_ROOTS, dump_model
+    roots = args.root or list(GOLDEN_ROOTS)
+    for line in dump_model(Sysfs(_system(args)), roots):
+        print(line)
+    return 0
+
+
+def cmd_topologies(args) -> int:
+    from cxlsys.topology import FIXTURES, load_topology
+    for p in sorted(FIXTURES.glob("*.toml")):
+        t = load_topology(str(p))
+        print(f"{p.stem:16} {t.description}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job: the topology through the real cxl tool inside 'cxlsys run', then a rich tree."""
+    from tools.show import print_tree
+    exe = [sys.executable, "-m", "tools.cli"]
+    rc = subprocess.call(exe + ["run", "--topology", args.topology, "--", "cxl", "list", "-BPEMDTR", "-i"])
+    if rc != 0:
+        return rc
+    print_tree(_system(args))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="cxlsys", description="The Linux CXL core as a mounted sysfs")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def topo(p):
+        p.add_argument("--topology", "-t", default="cxl_test", help="preset name or TOML file (default cxl_test)")
+        p.add_argument("--param", "-p", action="append", help="module parameter key=value, e.g. interleave_arithmetic=1")
+
+    p = sub.add_parser("mount", help="mount the model at MOUNTPOINT (a directory)")
+    topo(p)
+    p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
+    p.add_argument("-f", "--foreground", action="store_true")
+    p.add_argument("mountpoint")
+    p.set_defaults(fn=cmd_mount)
+    p = sub.add_parser("umount", help="unmount a cxlsys mount")
+    p.add_argument("mountpoint")
+    p.set_defaults(fn=cmd_umount)
+    p = sub.add_parser("run", help="run CMD with the model as /sys (private mount namespace, root)")
+    topo(p)
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("dmesg", help="print the model's kernel log")
+    p.add_argument("mountpoint", nargs="?")
+    p.set_defaults(fn=cmd_dmesg)
+    p = sub.add_parser("tree", help="print the CXL topology as a tree")
+    topo(p)
+    p.set_defaults(fn=cmd_tree)
+    p = sub.add_parser("dump", help="dump the projected tree in the golden-6.12 format")
+    topo(p)
+    p.add_argument("--root", action="append", help="path below /sys to dump (repeatable)")
+    p.set_defaults(fn=cmd_dump)
+    p = sub.add_parser("topologies", help="list the preset topologies")
+    p.set_defaults(fn=cmd_topologies)
+    p = sub.add_parser("demo", help="the main job: real 'cxl list' on the model, then a tree")
+    topo(p)
+    p.set_defaults(fn=cmd_demo)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
