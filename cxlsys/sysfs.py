@@ -223,8 +223,7 @@ class Sysfs:
             raise KernelError(errno.ENOENT, f"{path}: no such file")
         if e.kind != S_LINK:
             raise KernelError(errno.EINVAL, f"{path}: not a symlink")
-        here = posixpath.dirname(self.realpath(posixpath.dirname(path.strip("/"))) + "/x")
-        return posixpath.relpath(e.target, here or ".")
+        return kernfs_target_path(self.realpath(posixpath.dirname(path.strip("/"))), e.target)
 
     def realpath(self, path: str) -> str:
         parts = [p for p in path.strip("/").split("/") if p]
@@ -293,6 +292,19 @@ class Sysfs:
     def snapshot(self) -> dict:
         """path -> (kind, mode, link target) for the whole tree."""
         return {p: (e.kind, e.mode, e.target) for p, e in self.walk("")}
+
+
+def kernfs_target_path(link_dir: str, target: str) -> str:
+    """kernfs_get_target_path(): climb from the link's directory until it is an ancestor of the
+    target's parent, then spell the target out from there (so a link to an ancestor still names it)."""
+    base = [p for p in link_dir.split("/") if p]
+    t = [p for p in target.split("/") if p]
+    tparent = t[:-1]
+    ups = 0
+    while base and base != tparent[: len(base)]:
+        base = base[:-1]
+        ups += 1
+    return "../" * ups + "/".join(t[len(base):])
 
 
 def _accept(owner, buf):

@@ -1,0 +1,163 @@
+"""Integration: the real cxl tool (Debian's ndctl 76.1) against a real FUSE mount in `cxlsys run`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, cxlsys_run, needs_mount
+
+pytestmark = [needs_mount, pytest.mark.mount]
+
+
+def jrun(script, **kw):
+    return json.loads(cxlsys_run(script, **kw).stdout)
+
+
+def test_cxl_list_cxl_test_topology():
+    out = jrun("cxl list -b cxl_test -BPEMDTi")
+    (bus,) = out
+    assert bus["bus"] == "root0" and bus["provider"] == "cxl_test" and bus["nr_dports"] == 4
+    hbs = bus["ports:root0"]
+    assert len(hbs) == 3
+    switches = [s for hb in hbs for s in hb.get(f"ports:{hb['port']}", [])]
+    assert len(switches) == 5 and all(s["depth"] == 2 for s in switches)
+    eps = [e for s in switches for e in s[f"endpoints:{s['port']}"]] + bus["endpoints:root0"]
+    assert len(eps) == 11
+    assert sorted(e["memdev"]["serial"] for e in eps) == list(range(11))
+    rds = bus["decoders:root0"]
+    assert [d["size"] >> 20 for d in rds] == [1024, 2048, 1024, 2048, 1024, 256]
+    assert [d.get("volatile_capable", False) for d in rds] == [True, True, False, False, False, True]
+    assert [d["nr_targets"] for d in rds] == [1, 2, 1, 2, 1, 1]
+
+
+def test_cxl_list_memdevs_and_region():
+    mems = jrun("cxl list -M")
+    assert len(mems) == 11
+    assert sum(1 for m in mems if m.get("pmem_size") == 1 << 30) == 10
+    (r,) = jrun("cxl list -R")
+    assert r["region"] == "region0" and r["size"] == 512 << 20 and r["interleave_ways"] == 2
+    assert r["decode_state"] == "commit"
+
+
+def test_qemu_hdm_db_memdevs():
+    mems = jrun("cxl list -M", topology="qemu-hdm-db")
+    assert sorted(m["serial"] for m in mems) == [1, 2, 3, 4]
+    assert all(m["ram_size"] == 256 << 20 for m in mems)
+
+
+def test_topology_lifecycle_through_cxl():
+    script = r'''
+    s=cxl_switch_uport.1
+    mems=$(cxl list -M -p $s | jq -r '.[].memdev')
+    set -- $mems; m0=$1; m1=$2
+    cxl disable-memdev $m0 --force
+    echo "A $(cxl list -p $s | jq length)"
+    cxl disable-memdev $m1 --force
+    echo "B $(cxl list -p $s | jq length)"
+    cxl enable-memdev $m0; cxl enable-memdev $m1
+    echo "C $(cxl list -p $s | jq length)"
+    cxl disable-port $s --force
+    echo "D $(cxl list -p $s | jq length)"
+    cxl enable-memdev $m0 $m1
+    echo "E $(cxl list -p $s | jq length)"
+    hb=$(cxl list -b cxl_test -BP | jq -r '.[0]["ports:root0"] | sort_by(.port | .[4:] | tonumber) | .[0].port')
+    cxl disable-port $hb -f
+    echo "F $(cxl list -M -i -p $hb | jq 'map(select(.state == "disabled")) | length')"
+    cxl enable-port $hb -m
+    echo "G $(cxl list -M -p $hb | jq length)"
+    cxl disable-bus root0 -f
+    echo "H $(cxl list -b cxl_test | jq length)"
+    '''
+    out = cxlsys_run(script).stdout.split("\n")
+    got = dict(line.split(" ", 1) for line in out if len(line) > 2 and line[1] == " ")
+    assert got == {"A": "1", "B": "0", "C": "1", "D": "0", "E": "1", "F": "4", "G": "4", "H": "0"}
+
+
+def test_changes_are_visible_immediately():
+    """Kernel caching is on: entries that vanish or appear must be seen at once (no stale dentries)."""
+    script = r'''
+    d=/sys/bus/cxl/devices
+    test -L $d/mem3/driver && echo bound
+    echo mem3 > /sys/bus/cxl/drivers/cxl_mem/unbind
+    test -L $d/mem3/driver || echo unbound
+    stat $d/mem3/driver >/dev/null 2>&1 || echo nostat
+    echo mem3 > /sys/bus/cxl/drivers/cxl_mem/bind
+    test -L $d/mem3/driver && echo rebound
+    n=$(cat $d/decoder0.3/create_pmem_region)
+    test -e $d/$n || echo absent
+    echo $n > $d/decoder0.3/create_pmem_region
+    test -d $d/$n && echo present
+    cat $d/$n/interleave_ways
+    test -e $d/$n/target1 || echo notarget1
+    echo 2 > $d/$n/interleave_ways
+    cat $d/$n/interleave_ways
+    test -e $d/$n/target1 && echo target1
+    echo $n > $d/decoder0.3/delete_region
+    test -e $d/$n || echo deleted
+    cat $d/decoder0.3/create_pmem_region
+    '''
+    out = cxlsys_run(script).stdout.split()
+    assert out[:6] == ["bound", "unbound", "nostat", "rebound", "absent", "present"]
+    assert out[6:] == ["0", "notarget1", "2", "target1", "deleted", "region3"]
+
+
+def test_shell_sees_kernel_errno():
+    script = r'''
+    try() { if ( echo "$2" > "$1" ) 2>err; then echo "ok"; else sed 's/.*: //' err; fi; }
+    try /sys/bus/cxl/flush 2
+    try /sys/bus/cxl/devices/decoder0.0/size 0
+    try /sys/bus/cxl/drivers/cxl_mem/bind mem0
+    try /sys/bus/cxl/drivers/cxl_port/bind mem0
+    try /sys/bus/cxl/devices/decoder19.0/mode pmem
+    try /sys/bus/cxl/devices/decoder0.0/create_ram_region region9
+    try /sys/bus/cxl/devices/decoder0.0/delete_region region9
+    try /sys/bus/cxl/flush 1
+    cat /sys/bus/cxl/devices/region0/size
+    '''
+    out = cxlsys_run(script).stdout.strip().split("\n")
+    assert out == ["Invalid argument", "Permission denied", "Device or resource busy", "No such device",
+                   "No such device or address", "Device or resource busy", "No such device", "ok", "0x20000000"]
+
+
+def test_shims_modprobe_journalctl_dmesg_udevadm():
+    script = r'''
+    modprobe -r cxl_test
+    echo "unloaded $(ls /sys/bus/cxl/devices | wc -l)"
+    modprobe cxl_test interleave_arithmetic=1
+    udevadm settle
+    echo "xor $(cxl list -D -d root | jq length)"
+    modprobe nfit_test
+    echo 2 > /sys/bus/cxl/flush || true
+    journalctl -r -k --since -60s | head -1 | grep -c 'write .2' || true
+    dmesg | grep -c 'cxl_test: topology cxl_test loaded'
+    '''
+    out = cxlsys_run(script).stdout.split("\n")
+    assert "unloaded 0" in out and "xor 3" in out
+    assert out[-3:-1] == ["1", "2"]
+
+
+def test_exit_status_and_host_untouched():
+    before = open("/proc/self/mountinfo").read()
+    r = cxlsys_run("exit 7", check=False)
+    assert r.returncode == 7
+    assert open("/proc/self/mountinfo").read() == before
+    assert not os.path.exists("/dev/cxl")
+    assert not os.path.exists("/sys/bus/cxl/devices/root0")
+
+
+def test_sigint_tears_down():
+    before = open("/proc/self/mountinfo").read()
+    p = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "--", "sleep", "60"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(3)
+    p.send_signal(signal.SIGINT)
+    rc = p.wait(timeout=30)
+    assert rc == 130
+    assert open("/proc/self/mountinfo").read() == before
+    left = subprocess.run(["pgrep", "-f", "cxlsys-run"], capture_output=True, text=True).stdout
+    assert left == ""

@@ -1,0 +1,30 @@
+#!/bin/bash
+# Idempotent set-up: system packages (apt) and the project venv at .venv/.
+# Run as root (apt-get, and the FUSE/mount-namespace integration needs root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS="fuse3 libfuse3-3 ndctl daxctl jq uuid-runtime umockdev util-linux python3-venv"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing packages:$missing (run as root to install them)" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq $missing >/dev/null
+fi
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import cxlsys, mfusepy, rich, pyfakefs, pytest, attrs" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+    .venv/bin/pip install -q -e '.[test]'
+    touch .venv/.installed
+fi
+echo "setup: ok ($(.venv/bin/python --version), cxl $(cxl version 2>/dev/null || echo missing))"
