@@ -37,6 +37,7 @@ class Window:
     qtg_id: int
     arithmetic: str
     node: Optional[int]
+    cfg: object = None
 
 
 @attrs.define(eq=False)
@@ -68,7 +69,7 @@ class Machine:
                 wb = (base + SZ_256M - 1) // SZ_256M * SZ_256M
                 base = wb + w.size
             self.windows.append(Window(i, wb, w.size, w.ways, w.granularity, list(w.targets), w.restrictions,
-                                       w.qtg_id, w.arithmetic, w.node))
+                                       w.qtg_id, w.arithmetic, w.node, w))
         self.cxims = t.active(t.cxims, self.params)
         for hb in t.host_bridges:
             self.hdm_caps[hb.name] = HdmCap(count=hb.decoders, nr_targets=hb.targets, reprogram_on_enumerate=mock)
@@ -106,9 +107,11 @@ class Machine:
         """Decoders committed by firmware for each auto region, at every level of the path."""
         t = self.topo
         for ar in t.active(t.auto_regions, self.params):
-            if ar.window >= len(self.windows):
-                continue
-            win = self.windows[ar.window]
+            wcfg = t.windows[ar.window]
+            win = next((w for w in self.windows if w.cfg is wcfg), None)
+            if win is None:   # window not published with these parameters: its base was never set
+                win = Window(-1, 0, wcfg.size, wcfg.ways, wcfg.granularity, list(wcfg.targets),
+                             wcfg.restrictions, wcfg.qtg_id, wcfg.arithmetic, wcfg.node, wcfg)
             start = win.base + ar.offset
             ways = len(ar.members)
             # per uport: ordered distinct child dports used by the members

@@ -145,10 +145,8 @@ class Sysfs:
         for g in dev.all_groups():
             if g.name is None:
                 out.update(self._group_files(dev, g))
-            else:
-                files = self._group_files(dev, g)
-                if files or g.is_visible is None:
-                    out[g.name] = _dir(("group", dev, g))
+            elif dev.group_visible(g):
+                out[g.name] = _dir(("group", dev, g))
         for name, child in dev.children.items():
             out[name] = _dir(("device", child))
         if dev.driver is not None:
@@ -260,7 +258,8 @@ class Sysfs:
             f: _File = e.src
             if f.store is None or not (e.mode & 0o222):
                 raise KernelError(errno.EACCES, f"{path}: read-only attribute")
-            text = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            text = StoreBuf(data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
+            text.count_ = len(data)
             try:
                 call(f.owner, f.store, text)
             except KernelError as err:
@@ -269,7 +268,6 @@ class Sysfs:
                 raise
             finally:
                 self.sys.flush_work()
-            self.sys.changed()
             return len(data)
 
     # ------------------------------------------------------------------ whole tree
@@ -292,6 +290,12 @@ class Sysfs:
     def snapshot(self) -> dict:
         """path -> (kind, mode, link target) for the whole tree."""
         return {p: (e.kind, e.mode, e.target) for p, e in self.walk("")}
+
+
+class StoreBuf(str):
+    """The text a store sees (up to the first NUL) plus ``count_``: the length of the write(2)."""
+
+    count_: int = 0
 
 
 def kernfs_target_path(link_dir: str, target: str) -> str:

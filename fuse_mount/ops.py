@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import itertools
 import os
 import stat
-import threading
 import time
 from typing import Callable, Optional
 
@@ -35,9 +33,6 @@ class SysfsOps(mfusepy.Operations):
         self.cache = cache
         self.on_change = on_change
         self.fuse_ptr = None
-        self.handles: dict = {}
-        self._fh = itertools.count(1)
-        self._hlock = threading.Lock()
         self.snap = sysfs.snapshot()
         self.seen_gen = self.sys.generation
         self.t0 = int(time.time() * 1e9)
@@ -122,46 +117,29 @@ class SysfsOps(mfusepy.Operations):
         if acc in (os.O_WRONLY, os.O_RDWR) and (e.src.store is None or not e.mode & 0o222):
             raise mfusepy.FuseOSError(errno.EACCES)
         fi.direct_io = 1
-        fh = next(self._fh)
-        with self._hlock:
-            self.handles[fh] = [path, None]
-        fi.fh = fh
         return 0
 
+    # No per-open state: each read renders the attribute (show) and returns the slice asked
+    # for; flush and release are left to libfuse (no Python round trip on close).
     def read(self, path, size, offset, fh):
-        h = self.handles.get(getattr(fh, "fh", fh))
-        if h is None:
-            raise mfusepy.FuseOSError(errno.EBADF)
-        if h[1] is None or offset == 0:
-            try:
-                h[1] = self.fs.read(h[0])
-            except KernelError as err:
-                raise mfusepy.FuseOSError(err.errno)
-        return h[1][offset:offset + size]
+        try:
+            return self.fs.read(path)[offset:offset + size]
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
 
     def write(self, path, data, offset, fh):
-        h = self.handles.get(getattr(fh, "fh", fh))
-        p = h[0] if h else path
+        p = path.strip("/")
         try:
             n = self.fs.write(p, data)
         except KernelError as err:
-            self.sync(exclude=p.strip("/"))
+            self.sync(exclude=p)
             raise mfusepy.FuseOSError(err.errno)
-        self.sync(exclude=p.strip("/"))
+        self.sync(exclude=p)
         return n
 
     def truncate(self, path, length, fh=None):
-        e = self.fs.lookup(path)
-        if e is None:
+        if self.fs.lookup(path) is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
-        return 0
-
-    def flush(self, path, fh):
-        return 0
-
-    def release(self, path, fh):
-        with self._hlock:
-            self.handles.pop(getattr(fh, "fh", fh), None)
         return 0
 
     def chmod(self, path, mode):

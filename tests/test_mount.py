@@ -108,7 +108,8 @@ def test_changes_are_visible_immediately():
 
 def test_shell_sees_kernel_errno():
     script = r'''
-    try() { if ( echo "$2" > "$1" ) 2>err; then echo "ok"; else sed 's/.*: //' err; fi; }
+    err=$(mktemp)
+    try() { if ( echo "$2" > "$1" ) 2>$err; then echo "ok"; else sed 's/.*: //' $err; fi; }
     try /sys/bus/cxl/flush 2
     try /sys/bus/cxl/devices/decoder0.0/size 0
     try /sys/bus/cxl/drivers/cxl_mem/bind mem0

@@ -111,7 +111,13 @@ def run(system_factory, cmd: list, cache: bool = True) -> int:
             os.dup2(devnull, 0)
             os.dup2(devnull, 1)
             from fuse_mount.daemon import serve
-            serve(system, mnt, control_path=ctl, dev_root=None, cache=cache, allow_other=True)
+            prof = os.environ.get("CXLSYS_PROFILE")
+            if prof:
+                import cProfile
+                cProfile.runctx("serve(system, mnt, control_path=ctl, dev_root=None, cache=cache, allow_other=True)",
+                                globals(), dict(serve=serve, system=system, mnt=mnt, ctl=ctl, cache=cache), prof)
+            else:
+                serve(system, mnt, control_path=ctl, dev_root=None, cache=cache, allow_other=True)
         except BaseException as e:  # pragma: no cover - reported to the parent through the pipe closing
             sys.stderr.write(f"cxlsys daemon: {e}\n")
         os._exit(0)

@@ -146,6 +146,10 @@ class Device:
             base.append(Attr("modalias", 0o444, _modalias_show))
         return (AttrGroup(base),) + tuple(self.groups)
 
+    def group_visible(self, group: AttrGroup) -> bool:
+        """A named group's directory exists unless the whole group is hidden (SYSFS_GROUP_INVISIBLE)."""
+        return True
+
     def attr_mode(self, group: AttrGroup, attr: Attr) -> int:
         if group.is_visible is None:
             return attr.mode

@@ -64,6 +64,9 @@ class DaxRegionAttrs:
                                   WO("delete", "dax_region_delete_store")],
                                  name="dax_region", is_visible="dax_region_visible")
 
+    def group_visible(self, group) -> bool:
+        return group.name != "dax_region" or self.dax_region is not None
+
     def dax_region_visible(self, attr: Attr) -> int:
         return attr.mode if self.dax_region is not None else 0
 

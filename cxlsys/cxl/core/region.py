@@ -58,6 +58,8 @@ class CxlRegion(CxlDevice):
     child: Optional[object] = attrs.field(default=None, repr=False)   # dax_region / pmem_region
     leaked: bool = False
     id_released: bool = False
+    # access coordinates (access0: any initiator, access1: CPU); a zero value hides the file
+    coords: tuple = ({}, {})
 
     def release(self) -> None:
         if not self.id_released:
@@ -69,9 +71,17 @@ class CxlRegion(CxlDevice):
                    RO("resource"), RO("mode")] +
                   [Attr(f"target{i}", 0o644, f"target{i}_show", f"target{i}_store") for i in range(MAX_TARGETS)],
                   is_visible="region_visible"),
-    )
+    ) + tuple(
+        AttrGroup([RO(f"{k}", f"access{n}_{k}_show") for k in ("read_bandwidth", "write_bandwidth",
+                                                                "read_latency", "write_latency")],
+                  name=f"access{n}", is_visible=f"access{n}_visible")
+        for n in (0, 1))
 
     def __getattr__(self, name):
+        # accessN_<coordinate>_show
+        if name.startswith("access") and name.endswith("_show"):
+            n, key = int(name[6]), name[8:-5]
+            return lambda: f"{self.coords[n].get(key, 0)}\n"
         # targetN_show / targetN_store
         if name.startswith("target") and name.endswith(("_show", "_store")):
             num = name[6:].split("_")[0]
@@ -81,6 +91,15 @@ class CxlRegion(CxlDevice):
                     return lambda: self.target_show(n)
                 return lambda buf: target_store(self, n, buf)
         raise AttributeError(name)
+
+    def _access_visible(self, n: int, attr: Attr) -> int:
+        return attr.mode if self.coords[n].get(attr.name, 0) else 0
+
+    def access0_visible(self, attr: Attr) -> int:
+        return self._access_visible(0, attr)
+
+    def access1_visible(self, attr: Attr) -> int:
+        return self._access_visible(1, attr)
 
     def region_visible(self, attr: Attr) -> int:
         if attr.name == "uuid" and self.mode == C.MODE_RAM:
@@ -123,8 +142,9 @@ class CxlRegion(CxlDevice):
     def uuid_store(self, buf: str):
         if self.mode == C.MODE_RAM:
             raise KernelError(errno.EACCES, f"{self.name}: uuid is read-only on ram regions")
-        if len(buf) != 37:
-            raise KernelError(errno.EINVAL, f"{self.name}: uuid: write exactly 36 characters and a newline ({len(buf)} bytes given)")
+        count = getattr(buf, "count_", len(buf))
+        if count != 37:
+            raise KernelError(errno.EINVAL, f"{self.name}: uuid: write exactly 36 characters and a newline ({count} bytes given)")
         try:
             u = uuidlib.UUID(buf[:36])
         except ValueError:
