@@ -34,6 +34,7 @@ from cxlsys.errors import KernelError
 from cxlsys.ida import IDA
 from cxlsys.klog import KernelLog
 from cxlsys.machine import Machine
+from cxlsys.profile import DEFAULT, PROFILES, KernelProfile
 from cxlsys.topology import Topology, load_topology
 
 # modules whose /sys/module/<name>/initstate reads "live" (libkmod must never load a real one)
@@ -60,13 +61,16 @@ class System:
     memregion_ida: IDA = attrs.field(factory=lambda: IDA("memregion_ida"))
     nvdimm_bridge_ida: IDA = attrs.field(factory=lambda: IDA("cxl_nvdimm_bridge_ida"))
     dax_minor_ida: IDA = attrs.field(factory=lambda: IDA("dax_minor_ida"))
-    listeners: list = attrs.field(factory=list, repr=False)
+    profile: KernelProfile = attrs.field(factory=lambda: PROFILES[DEFAULT])
 
     # ------------------------------------------------------------------ boot
     @classmethod
-    def boot(cls, topology: "Topology | str | None" = None, params: Optional[dict] = None) -> "System":
+    def boot(cls, topology: "Topology | str | None" = None, params: Optional[dict] = None,
+             kernel: str = DEFAULT) -> "System":
         """A machine with the drivers loaded and, if given, the topology plugged in."""
-        s = cls()
+        if kernel not in PROFILES:
+            raise KernelError(errno.EINVAL, f"unknown kernel profile {kernel!r} (known: {', '.join(PROFILES)})")
+        s = cls(profile=PROFILES[kernel])
         s._boot(topology)
         if s.topology is not None:
             s.load(params)

@@ -25,7 +25,7 @@ def _system(args):
     from cxlsys.system import System
     from cxlsys.topology import TopologyError
     try:
-        return System.boot(args.topology, _params(args.param))
+        return System.boot(args.topology, _params(args.param), kernel=args.kernel)
     except TopologyError as e:
         sys.stderr.write(f"cxlsys: {e}\n")
         raise SystemExit(2)
@@ -147,6 +147,7 @@ def main(argv=None) -> int:
     def topo(p):
         p.add_argument("--topology", "-t", default="cxl_test", help="preset name or TOML file (default cxl_test)")
         p.add_argument("--param", "-p", action="append", help="module parameter key=value, e.g. interleave_arithmetic=1")
+        p.add_argument("--kernel", default="6.12", help="kernel behaviour profile: 6.12 (default), 6.11, mainline")
 
     p = sub.add_parser("mount", help="mount the model at MOUNTPOINT (a directory)")
     topo(p)

@@ -22,9 +22,7 @@ class PciDevice(Device):
                         is_visible="pci_visible"),)
 
     def pci_visible(self, attr: Attr) -> int:
-        if attr.name == "numa_node" and self.numa_node < 0:
-            return 0
-        return attr.mode
+        return attr.mode      # numa_node is shown (-1 when none) on NUMA kernels
 
     def modalias(self):
         return (f"pci:v{self.vendor:08X}d{self.device:08X}sv{0:08X}sd{0:08X}"

@@ -45,6 +45,27 @@ class HdmCap:
     firmware: dict = attrs.field(factory=dict)    # decoder id -> HdmRegs programmed by "firmware"
     reprogram_on_enumerate: bool = False          # cxl_test's mock re-applies firmware state each probe
     commit_fault: Optional[str] = None            # injected failure: 'timeout' | 'error'
+    # HDM Decoder Capability register: interleave support
+    ways_3_6_12: bool = True
+    ways_16: bool = True
+    addr_11_8: bool = True
+    addr_14_12: bool = True
+
+    def supports(self, ways: int, granularity: int) -> bool:
+        """cxl_region's endpoint/switch capability check: ways mask and address-bit mask."""
+        if self.passthrough:
+            return True
+        ok_ways = {1, 2, 4, 8} | ({3, 6, 12} if self.ways_3_6_12 else set()) | ({16} if self.ways_16 else set())
+        if ways not in ok_ways:
+            return False
+        eiw = C.ways_to_eiw(ways)
+        if eiw in (0, 8):
+            return True
+        eig = C.granularity_to_eig(granularity)
+        low = eig + 8
+        high = eiw + eig + 7 if eiw < 8 else eiw + eig - 1
+        mask = (0xF00 if self.addr_11_8 else 0) | (0x7000 if self.addr_14_12 else 0)
+        return all(mask & (1 << b) for b in range(low, high + 1))
 
     def reg(self, i: int) -> HdmRegs:
         return self.regs.setdefault(i, HdmRegs())
@@ -164,7 +185,8 @@ def dpa_alloc(dec: CxlEndpointDecoder, size: int) -> None:
     if dec.enabled:
         raise KernelError(errno.EBUSY, f"{dec.name}: decoder is committed")
     if dec.mode not in (C.MODE_RAM, C.MODE_PMEM):
-        raise KernelError(errno.EINVAL, f"{dec.name}: mode not set (write ram or pmem to mode first)")
+        raise KernelError(dec.sys.profile.dpa_alloc_no_mode_errno,
+                          f"{dec.name}: mode not set (write ram or pmem to mode first)")
     parts = _partitions(memdev)
     idx = [p[0] for p in parts].index(dec.mode)
     pname, pstart, psize = parts[idx]
@@ -248,6 +270,8 @@ def cxl_decoder_reset(dec) -> None:
     cap: HdmCap = port.hdm
     if not dec.enabled:
         return
+    if dec.sys.profile.out_of_order_reset == "ebusy" and port.commit_end != dec.id:
+        raise KernelError(errno.EBUSY, f"{dec.name}: out of order reset, decoder{port.port_id}.{port.commit_end} is the last committed")
     if cap is not None and not cap.passthrough:
         cap.reg(dec.id).committed = False
     if port.commit_end == dec.id:

@@ -356,11 +356,12 @@ def calc_hb(root: CxlRootDecoder, pos: int):
 
 def _cap_check(port: CxlPort, ways: int, gran: int) -> bool:
     cap = port.hdm
-    if cap is None or cap.passthrough:
+    if cap is None:
         return True
-    if ways not in (1, 2, 4, 8, 3, 6, 12, 16):
+    try:
+        return cap.supports(ways, gran)
+    except KernelError:
         return False
-    return True
 
 
 def port_attach_region(port: CxlPort, cxlr: CxlRegion, cxled: CxlEndpointDecoder, child: Optional[CxlPort]) -> None:
@@ -381,6 +382,8 @@ def port_attach_region(port: CxlPort, cxlr: CxlRegion, cxled: CxlEndpointDecoder
                     if d.region is None and d.enabled and d.hpa_start == cxlr.hpa_start and d.hpa_size == cxlr.hpa_size:
                         dec = d
                         break
+            elif port.sys.profile.switch_decoder_choice == "first_free":
+                dec = next((d for d in port.decoders.values() if d.region is None and not d.enabled), None)
             else:
                 cand = port.decoders.get(port.commit_end + 1)
                 if cand is not None and cand.region is None and all(port.decoders[i].enabled for i in range(cand.id)):
@@ -582,6 +585,8 @@ def region_setup_targets(cxlr: CxlRegion, verify: bool = False) -> None:
                         raise KernelError(errno.EINVAL, f"{cxlr.name}: {port.name}: granularity {ig} not encodable")
                     if iw > 8 or (isinstance(dec, CxlSwitchDecoder) and iw > dec.nr_targets):
                         raise KernelError(errno.ENXIO, f"{cxlr.name}: {port.name}: ways {iw} overflows {dec.name} targets {dec.nr_targets}")
+                    if not verify and not _cap_check(port, iw, ig):
+                        raise KernelError(errno.ENXIO, f"{cxlr.name}: {port.name}: {dec.name} cannot decode {iw} ways x {ig}")
                     if verify:
                         if dec.interleave_ways != iw or dec.interleave_granularity != ig or \
                                 dec.hpa_start != cxlr.hpa_start or dec.hpa_size != cxlr.hpa_size:
