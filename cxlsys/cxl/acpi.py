@@ -24,10 +24,16 @@ def add_root_decoder(root, pdev, win) -> CxlRootDecoder:
         targets.append(dp)
     next_id = sys.memregion_ida.alloc()
     xormaps = ()
-    if win.arithmetic == "xor":
+    if win.arithmetic == "xor" and win.ways not in (1, 3):
+        # CXIMS for this window's granularity; x2/4/8/16 use log2(ways) maps, x6/12 log2(ways/3)
+        nr_maps = ((win.ways if win.ways & (win.ways - 1) == 0 else win.ways // 3).bit_length() - 1)
         for cx in sys.machine.cxims:
             if cx.granularity == win.granularity:
-                xormaps = tuple(cx.xormaps)
+                if len(cx.xormaps) < nr_maps:
+                    raise KernelError(errno.ENXIO, f"CXIMS has {len(cx.xormaps)} xormaps, {nr_maps} needed")
+                xormaps = tuple(cx.xormaps[:nr_maps])
+        if not xormaps:
+            raise KernelError(errno.EINVAL, f"No CXIMS for HBIG {win.granularity}")
     flags = C.restrictions_to_flags(win.restrictions)
     dec = add_decoder(root, CxlRootDecoder, host=pdev, hpa_start=win.base, hpa_size=win.size,
                       interleave_ways=win.ways,

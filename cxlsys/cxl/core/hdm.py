@@ -190,19 +190,30 @@ def dpa_alloc(dec: CxlEndpointDecoder, size: int) -> None:
     parts = _partitions(memdev)
     idx = [p[0] for p in parts].index(dec.mode)
     pname, pstart, psize = parts[idx]
-    allocs = [d for d in _ep_decoders(port) if d.dpa_start is not None]
-    in_part = [d for d in allocs if pstart <= d.dpa_start < pstart + psize]
-    start = max((d.dpa_start + d.dpa_size for d in in_part), default=pstart)
+    # occupied DPA: every allocation and the skip in front of it (skips are reserved too)
+    occupied = []
+    for d in _ep_decoders(port):
+        if d.dpa_start is not None:
+            if d.skip:
+                occupied.append((d.dpa_start - d.skip, d.dpa_start))
+            occupied.append((d.dpa_start, d.dpa_start + d.dpa_size))
+
+    def used_end(lo, n):
+        ends = [min(e, lo + n) for s_, e in occupied if s_ < lo + n and e > lo]
+        return max(ends) if ends else None
+
+    end_here = used_end(pstart, psize)
+    start = end_here if end_here is not None else pstart
     avail = pstart + psize - start
     # skip: free space left in lower partitions that this allocation jumps over
     skip_start = pstart
     for lname, lstart, lsize in reversed(parts[:idx]):
-        lower = [d for d in allocs if lstart <= d.dpa_start < lstart + lsize]
-        if lower:
-            skip_start = max(d.dpa_start + d.dpa_size for d in lower)
+        e = used_end(lstart, lsize)
+        if e is not None:
+            skip_start = e
             break
         skip_start = lstart
-    skip = pstart - skip_start if idx > 0 and not in_part else 0
+    skip = pstart - skip_start if idx > 0 and end_here is None else 0
     if size > avail:
         raise KernelError(errno.ENOSPC, f"{dec.name}: {pname} partition has {avail:#x} free, {size:#x} requested")
     if port.hdm_end + 1 != dec.id:

@@ -338,16 +338,17 @@ def hb_dport(cxled: CxlEndpointDecoder):
 
 
 def calc_hb(root: CxlRootDecoder, pos: int):
-    """The root target that region position ``pos`` must route through."""
+    """The root target that region position ``pos`` routes through (cxl_hb_modulo / cxl_hb_xor)."""
     ways = root.interleave_ways
     if root.interleave_arithmetic == C.ARITH_XOR and ways > 1:
         hpa = root.hpa_start + pos * root.interleave_granularity
         n = 0
-        if ways & (ways - 1) == 0:
-            for i, m in enumerate(root.xormaps):
-                n |= (bin(hpa & m).count("1") & 1) << i
-        else:
-            n = (hpa // root.interleave_granularity) % 3
+        for i, m in enumerate(root.xormaps):
+            n |= (bin(hpa & m).count("1") & 1) << i
+        if ways & (ways - 1):
+            # x3/x6/x12: the remaining position is a modulo-3 of the address above the map bits
+            gran_bits = root.interleave_granularity.bit_length() - 1
+            n |= ((hpa >> (gran_bits + len(root.xormaps))) % 3) << len(root.xormaps)
         return root.targets[n] if n < len(root.targets) else None
     return root.targets[pos % ways]
 
