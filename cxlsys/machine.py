@@ -54,6 +54,7 @@ class Machine:
     memdev_hosts: dict = attrs.field(factory=dict)   # host name -> MemdevCfg
     acpi_dev: Optional[Device] = None
     memdev_driver: str = "cxl_mock_mem"
+    bi_components: dict = attrs.field(factory=dict)   # host device name -> BiComponent (BI profile)
 
     # ------------------------------------------------------------------ build
     def build(self) -> None:
@@ -79,6 +80,23 @@ class Machine:
             self.hdm_caps[md.name] = HdmCap(count=md.decoders, nr_targets=0, reprogram_on_enumerate=mock)
             self.memdev_hosts[md.name] = md
         self._program_firmware()
+        if self.sys.profile.bi is not None:
+            self._bi_components()
+
+    def _bi_components(self) -> None:
+        """BI Decoders on root ports, switch DSPs and HDM-DB devices; BI Route Tables on 256B-flit USPs."""
+        from cxlsys.cxl.core.bi import FLIT_256, BiComponent
+        t = self.topo
+        for rp in t.root_ports:
+            self.bi_components[rp.name] = BiComponent(rp.name, "decoder", explicit_commit=False)
+        for sw in t.switches:
+            if sw.flit == FLIT_256:
+                self.bi_components[sw.name] = BiComponent(sw.name, "rt", explicit_commit=True)
+            for d in sw.downstream:
+                self.bi_components[d.name] = BiComponent(d.name, "decoder", explicit_commit=True)
+        for md in t.memdevs:
+            if md.hdm_db:
+                self.bi_components[md.name] = BiComponent(md.name, "decoder", explicit_commit=False)
 
     def _parent_of(self, name: str) -> str:
         t = self.topo
@@ -183,21 +201,21 @@ class Machine:
 
         for hb in t.host_bridges:
             par = platform if hb.parent == "platform" else None
-            kw = {}
+            kw = {"cfg": hb}
             if hb.kind == "platform":
                 kw = dict(fw_companion=hb.companion, waiting_for_supplier=True)
             dev = self._new_device(hb.name, par, hb.kind, **kw)
             device_add(dev)
         for rp in t.root_ports:
-            dev = self._new_device(rp.name, parent_dev(rp.parent), rp.kind, dport_id=rp.port_id)
+            dev = self._new_device(rp.name, parent_dev(rp.parent), rp.kind, dport_id=rp.port_id, cfg=rp)
             if rp.kind == "pci":
                 dev.pci_class = 0x060400
             device_add(dev)
         for sw in t.switches:
-            dev = self._new_device(sw.name, parent_dev(sw.parent), sw.kind)
+            dev = self._new_device(sw.name, parent_dev(sw.parent), sw.kind, cfg=sw)
             device_add(dev)
             for d in sw.downstream:
-                device_add(self._new_device(d.name, dev, d.kind, dport_id=d.port_id))
+                device_add(self._new_device(d.name, dev, d.kind, dport_id=d.port_id, cfg=d))
         acpi_parent = platform if t.acpi_parent == "platform" else None
         self.acpi_dev = self._new_device(t.acpi_device, acpi_parent, "platform")
         device_add(self.acpi_dev)

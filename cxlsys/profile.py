@@ -12,6 +12,21 @@ import attrs
 
 
 @attrs.frozen
+class BiUapi:
+    """The HDM-DB Back-Invalidate proposal's user ABI.  None of these names is in a merged kernel
+    (the series was read only in part), so they live here, switchable in one place."""
+
+    create_attr: str = "create_ram_bi_region"   # root decoder: two-step name handshake, region marked BI
+    decoder_attr: str = "bi"                    # endpoint decoder: 0/1, written before attach/commit
+    # errno choices, following the closest existing CXL core conventions:
+    err_not_capable: int = errno.ENXIO          # device or path cannot do BI (like the HDM capability check)
+    err_mismatch: int = errno.EINVAL            # BI decoder in a non-BI region or the reverse (like mode mismatch)
+    err_busy: int = errno.EBUSY                 # decoder committed or already in a region (like mode)
+    err_timeout: int = errno.ETIMEDOUT          # explicit BI commit never completed (like HDM commit)
+    err_commit: int = errno.EIO                 # BI commit reported error-not-committed
+
+
+@attrs.frozen
 class KernelProfile:
     name: str
     # hdm.c: dpa_size write while the decoder's mode/partition is unset (v6.15+: "partition not set")
@@ -25,11 +40,16 @@ class KernelProfile:
     out_of_order_reset: str = "reap"
     # memdev.c: security/sanitize with no endpoint (v6.7+: EBUSY, v6.6: EINVAL)
     sanitize_no_endpoint_errno: int = errno.EBUSY
+    # proposals (None = not in this kernel)
+    bi: "BiUapi | None" = None
 
 
 PROFILES = {
     "6.12": KernelProfile(name="6.12"),
     "6.11": KernelProfile(name="6.11", switch_decoder_choice="first_free", out_of_order_reset="ebusy"),
     "mainline": KernelProfile(name="mainline", dpa_alloc_no_mode_errno=errno.EBUSY),
+    # 6.12 plus the Back-Invalidate series (RFC 2025-08 .. v4 2026-06) as modelled here
+    "6.12-bi": KernelProfile(name="6.12-bi", bi=BiUapi()),
+    "mainline-bi": KernelProfile(name="mainline-bi", dpa_alloc_no_mode_errno=errno.EBUSY, bi=BiUapi()),
 }
 DEFAULT = "6.12"

@@ -22,6 +22,7 @@ import attrs
 
 from cxlsys.base.bus import Bus, Driver
 from cxlsys.base.device import Attr, AttrGroup, Device, call
+from cxlsys.debugfs import VDir, debugfs_root
 from cxlsys.errors import KernelError
 
 S_DIR, S_FILE, S_LINK = "dir", "file", "link"
@@ -71,7 +72,18 @@ class Sysfs:
         kind = src[0]
         if kind == "root":
             return {"bus": _dir(("bus",)), "class": _dir(("empty",)), "dev": _dir(("dev",)),
-                    "devices": _dir(("devices",)), "kernel": _dir(("empty",)), "module": _dir(("modules",))}
+                    "devices": _dir(("devices",)), "kernel": _dir(("kernel",)), "module": _dir(("modules",))}
+        if kind == "kernel":
+            return {"debug": _dir(("vdir", debugfs_root(s)))}
+        if kind == "vdir":
+            out = {}
+            for name, node in src[1].entries().items():
+                if isinstance(node, VDir):
+                    out[name] = _dir(("vdir", node))
+                else:
+                    out[name] = _file(node.mode, node, (lambda f: f.show()) if node.show else None,
+                                      (lambda f, buf: f.store(buf)) if node.store else None)
+            return out
         if kind == "empty":
             return {}
         if kind == "bus":

@@ -61,13 +61,19 @@ class System:
     memregion_ida: IDA = attrs.field(factory=lambda: IDA("memregion_ida"))
     nvdimm_bridge_ida: IDA = attrs.field(factory=lambda: IDA("cxl_nvdimm_bridge_ida"))
     dax_minor_ida: IDA = attrs.field(factory=lambda: IDA("dax_minor_ida"))
+    bi_id_ida: IDA = attrs.field(factory=lambda: IDA("cxl_bi_id_ida"))
     profile: KernelProfile = attrs.field(factory=lambda: PROFILES[DEFAULT])
 
     # ------------------------------------------------------------------ boot
     @classmethod
     def boot(cls, topology: "Topology | str | None" = None, params: Optional[dict] = None,
-             kernel: str = DEFAULT) -> "System":
-        """A machine with the drivers loaded and, if given, the topology plugged in."""
+             kernel: Optional[str] = None) -> "System":
+        """A machine with the drivers loaded and, if given, the topology plugged in.  ``kernel``
+        names a profile (cxlsys.profile); default: the topology's own, else the 6.12 baseline."""
+        if isinstance(topology, str):
+            topology = load_topology(topology)
+        if kernel is None:
+            kernel = (topology.kernel if topology is not None else None) or DEFAULT
         if kernel not in PROFILES:
             raise KernelError(errno.EINVAL, f"unknown kernel profile {kernel!r} (known: {', '.join(PROFILES)})")
         s = cls(profile=PROFILES[kernel])

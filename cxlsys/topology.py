@@ -151,6 +151,7 @@ class Topology:
     name: str
     source: str = ""
     description: str = ""
+    kernel: Optional[str] = None          # default kernel profile (cxlsys.profile), e.g. "6.12-bi"
     module: Optional[str] = None
     params: dict = attrs.field(factory=dict)
     acpi_device: str = "ACPI0017:00"
@@ -358,11 +359,16 @@ class _Parser:
         top = r.table(self.data, "topology", {
             "name": "str", "description": "str", "module": "dict", "acpi": "dict", "system": "dict",
             "node": "list", "host_bridge": "list", "root_port": "list", "switch": "list", "memdev": "list",
-            "window": "list", "cxims": "list", "auto_region": "list",
+            "window": "list", "cxims": "list", "auto_region": "list", "kernel": "str",
         }, required=("name",))
         if not top["name"].strip():
             self.err("topology.name", "must not be empty")
         self.t = t = Topology(name=top["name"], source=r.src, description=top.get("description", ""))
+        if "kernel" in top:
+            from cxlsys.profile import PROFILES
+            if top["kernel"] not in PROFILES:
+                self.err("kernel", f"{top['kernel']!r} is not a kernel profile ({', '.join(PROFILES)})")
+            t.kernel = top["kernel"]
         self.top = top
         self.parse_module()
         self.parse_acpi()

@@ -147,7 +147,9 @@ def main(argv=None) -> int:
     def topo(p):
         p.add_argument("--topology", "-t", default="cxl_test", help="preset name or TOML file (default cxl_test)")
         p.add_argument("--param", "-p", action="append", help="module parameter key=value, e.g. interleave_arithmetic=1")
-        p.add_argument("--kernel", default="6.12", help="kernel behaviour profile: 6.12 (default), 6.11, mainline")
+        p.add_argument("--kernel", default=None,
+                       help="kernel behaviour profile: 6.12 (default), 6.11, mainline, 6.12-bi, mainline-bi "
+                            "(default: the topology's own)")
 
     p = sub.add_parser("mount", help="mount the model at MOUNTPOINT (a directory)")
     topo(p)

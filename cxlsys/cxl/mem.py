@@ -7,6 +7,7 @@ import errno
 import attrs
 
 from cxlsys.base.bus import Driver
+from cxlsys.cxl.core.bi import bi_setup
 from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.cxl.core.pmem import devm_cxl_add_nvdimm
 from cxlsys.cxl.core.port import (cxl_detach_ep, devm_cxl_add_port, find_cxl_port_by_uport, find_dport,
@@ -82,3 +83,4 @@ class CxlMemDriver(Driver):
             raise KernelError(errno.ENXIO, f"{md.name}: {ep.name} failed probe")
         if md.pmem_size:
             devm_cxl_add_nvdimm(md, ep)
+        bi_setup(md)

@@ -49,6 +49,9 @@ class CxlMemdev(Device):
     endpoint: Optional[Device] = attrs.field(default=None, repr=False)
     hdm: object = attrs.field(default=None, repr=False)     # HdmCap of the device's HDM registers
     security_state: str = "disabled"
+    bi_id: Optional[int] = None            # Back-Invalidate ID (HDM-DB devices, BI profile)
+    bi_enabled: bool = False
+    bi_path_cache: list = attrs.field(factory=list, repr=False)
 
     groups = (
         AttrGroup([RO("serial"), RO("firmware_version"), RO("payload_max"), RO("label_storage_size"),

@@ -19,7 +19,7 @@ from cxlsys.base.device import (ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device,
                                 device_add, device_del)
 from cxlsys.cxl import cxl as C
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import sysfs_streq
+from cxlsys.kstrto import kstrtobool, sysfs_streq
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.cxl.core.memdev import CxlMemdev
@@ -165,6 +165,8 @@ def unregister_port(port: CxlPort) -> None:
     device_del(port)
     if port.kind == "endpoint":
         memdev = port.uport
+        from cxlsys.cxl.core.bi import bi_release
+        bi_release(memdev)
         if getattr(memdev, "endpoint", None) is port:
             memdev.endpoint = None
         # the memdev loses its endpoint: detach it from cxl_mem (schedule_detach)
@@ -313,6 +315,8 @@ class CxlRootDecoder(CxlSwitchDecoder):
                                        RO("cap_type3"), RO("qos_class"),
                                        RW("create_pmem_region", "create_region_show", "create_pmem_region_store"),
                                        RW("create_ram_region", "create_region_show", "create_ram_region_store"),
+                                       RW("create_ram_bi_region", "create_region_show",
+                                          "create_ram_bi_region_store"),
                                        WO("delete_region")],
                   is_visible="root_decoder_visible"),
     )
@@ -324,6 +328,8 @@ class CxlRootDecoder(CxlSwitchDecoder):
             return attr.mode if can_pmem else 0
         if attr.name == "create_ram_region":
             return attr.mode if can_ram else 0
+        if attr.name == "create_ram_bi_region":
+            return attr.mode if (can_ram and self.bi_capable and self.sys.profile.bi is not None) else 0
         if attr.name == "delete_region":
             return attr.mode if (can_pmem or can_ram) else 0
         return attr.mode
@@ -358,6 +364,10 @@ class CxlRootDecoder(CxlSwitchDecoder):
         from cxlsys.cxl.core import region
         region.create_region_store(self, buf, C.MODE_RAM)
 
+    def create_ram_bi_region_store(self, buf: str) -> None:
+        from cxlsys.cxl.core import region
+        region.create_region_store(self, buf, C.MODE_RAM, bi=True)
+
     def delete_region_store(self, buf: str) -> None:
         from cxlsys.cxl.core import region
         region.delete_region_store(self, buf)
@@ -378,7 +388,30 @@ class CxlEndpointDecoder(CxlDecoder):
     bi: bool = False
 
     groups = (AttrGroup(CxlDecoder.common + [RO("target_type"), RW("mode"), RO("dpa_resource"),
-                                             RW("dpa_size"), RO("region")]),)
+                                             RW("dpa_size"), RO("region"), RW("bi")],
+                        is_visible="endpoint_decoder_visible"),)
+
+    def endpoint_decoder_visible(self, attr: Attr) -> int:
+        if attr.name == "bi":
+            return attr.mode if self.sys.profile.bi is not None else 0
+        return attr.mode
+
+    def bi_show(self) -> str:
+        return f"{int(self.bi)}\n"
+
+    def bi_store(self, buf: str) -> None:
+        from cxlsys.cxl.core import bi
+        prof = self.sys.profile.bi
+        val = kstrtobool(buf)
+        if self.enabled:
+            raise KernelError(prof.err_busy, f"{self.name}: bi: decoder is committed")
+        if self.region is not None:
+            raise KernelError(prof.err_busy, f"{self.name}: bi: decoder is in {self.region.name}")
+        if val == self.bi:
+            return
+        if val:
+            bi.bi_enable(self.memdev)
+        self.bi = val
 
     def mode_show(self) -> str:
         return f"{self.mode}\n"

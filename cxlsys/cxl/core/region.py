@@ -231,7 +231,7 @@ def all_regions(sys):
 
 # ------------------------------------------------------------------ create/delete
 
-def create_region_store(root: CxlRootDecoder, buf: str, mode: str) -> None:
+def create_region_store(root: CxlRootDecoder, buf: str, mode: str, bi: bool = False) -> None:
     t = strip_newline(buf)
     if not t.startswith("region"):
         raise KernelError(errno.EINVAL, f"{root.name}: expected regionN, got {t!r}")
@@ -245,20 +245,20 @@ def create_region_store(root: CxlRootDecoder, buf: str, mode: str) -> None:
     rid = int(digits)
     if rid != root.next_region_id:
         raise KernelError(errno.EBUSY, f"{root.name}: region{rid} is not the next region id (region{root.next_region_id})")
-    devm_create_region(root, rid, mode)
+    devm_create_region(root, rid, mode, bi=bi)
 
 
-def devm_create_region(root: CxlRootDecoder, rid: int, mode: str, auto: bool = False) -> CxlRegion:
+def devm_create_region(root: CxlRootDecoder, rid: int, mode: str, auto: bool = False, bi: bool = False) -> CxlRegion:
     sys = root.sys
     if rid != root.next_region_id:
         raise KernelError(errno.EBUSY, f"{root.name}: region{rid} is not the next region id")
     new_id = sys.memregion_ida.alloc()
     root.next_region_id = new_id
     cxlr = CxlRegion(name=f"region{rid}", parent=root, sys=sys, bus=sys.cxl_bus, id=rid, root=root, mode=mode,
-                     auto=auto)
+                     auto=auto, bi=bi)
     device_add(cxlr)
     root.port.devm_add_action(lambda: unregister_region(cxlr), f"region:{cxlr.name}")
-    sys.klog.log(f"cxl_core {root.name}: created {cxlr.name} ({mode})", "debug")
+    sys.klog.log(f"cxl_core {root.name}: created {cxlr.name} ({mode}{', bi' if bi else ''})", "debug")
     return cxlr
 
 
@@ -438,6 +438,11 @@ def attach_target(cxlr: CxlRegion, cxled: CxlEndpointDecoder, pos: int, auto: bo
         raise KernelError(errno.ENXIO, f"{cxlr.name}: {cxled.name}: endpoint cannot decode {cxlr.interleave_ways} ways x {cxlr.interleave_granularity}")
     if cxled.mode != cxlr.mode:
         raise KernelError(errno.EINVAL, f"{cxlr.name}: {cxled.name}: decoder mode {cxled.mode} != region mode {cxlr.mode}")
+    bi_uapi = cxlr.sys.profile.bi
+    if bi_uapi is not None and cxled.bi != cxlr.bi:
+        raise KernelError(bi_uapi.err_mismatch,
+                          f"{cxlr.name}: {cxled.name}: {'non-' if not cxled.bi else ''}BI decoder in a "
+                          f"{'BI' if cxlr.bi else 'non-BI'} region")
     if cxled.mode == C.MODE_DEAD:
         raise KernelError(errno.ENODEV, f"{cxlr.name}: {cxled.name}: decoder is being removed")
     if cxlr.state > INTERLEAVE_ACTIVE:

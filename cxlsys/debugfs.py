@@ -1,0 +1,55 @@
+"""A small debugfs, served at /sys/kernel/debug (where debugfs is normally mounted).
+
+``cxlsys/`` holds the simulator's own knobs: fault injection and component state that no
+kernel sysfs file shows, e.g. ``cxlsys/bi/<component>/{state,nr_bi,inject}`` for the
+Back-Invalidate proposal.  Trees are built from :class:`VDir` / :class:`VFile`.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Callable, Optional
+
+import attrs
+
+from cxlsys.errors import KernelError
+from cxlsys.kstrto import strip_newline
+
+
+@attrs.define(eq=False)
+class VFile:
+    mode: int
+    show: Optional[Callable[[], str]] = None
+    store: Optional[Callable[[str], None]] = None
+
+
+@attrs.define(eq=False)
+class VDir:
+    entries: Callable[[], dict]      # name -> VDir | VFile
+
+
+def debugfs_root(sys) -> VDir:
+    return VDir(lambda: {"cxlsys": VDir(lambda: _cxlsys_entries(sys))})
+
+
+def _cxlsys_entries(sys) -> dict:
+    out = {}
+    m = sys.machine
+    if m is not None and m.bi_components:
+        out["bi"] = VDir(lambda: {name: _bi_dir(sys, c) for name, c in m.bi_components.items()})
+    return out
+
+
+def _bi_dir(sys, comp) -> VDir:
+    def inject_store(buf: str) -> None:
+        v = strip_newline(buf)
+        if v not in ("none", "timeout", "error"):
+            raise KernelError(errno.EINVAL, f"{comp.name}: inject: expected none, timeout or error")
+        comp.fault = None if v == "none" else v
+
+    return VDir(lambda: {
+        "kind": VFile(0o444, lambda: f"{comp.kind}\n"),
+        "state": VFile(0o444, lambda: f"{comp.state}\n"),
+        "nr_bi": VFile(0o444, lambda: f"{comp.nr_bi}\n"),
+        "inject": VFile(0o644, lambda: f"{comp.fault or 'none'}\n", inject_store),
+    })
