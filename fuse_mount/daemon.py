@@ -58,7 +58,7 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
     if control_path:
         control.serve(control_path, system, {"changed": ops.sync, "devsync": devsync})
     opts = dict(foreground=foreground, fsname="cxlsys", subtype="cxlsys", default_permissions=True,
-                max_threads=16, nothreads=bool(os.environ.get("CXLSYS_NOTHREADS")))
+                max_threads=16, nothreads=not os.environ.get("CXLSYS_THREADS"))
     if allow_other:
         opts["allow_other"] = True
     mfusepy.FUSE(ops, mountpoint, raw_fi=True, **opts)
