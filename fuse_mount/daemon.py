@@ -45,9 +45,9 @@ def sync_dev_nodes(system, dev_root: str) -> None:
 
 
 def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root: Optional[str] = None,
-          cache: bool = True, foreground: bool = True, allow_other: bool = False) -> None:
+          cache: bool = True, foreground: bool = True, allow_other: bool = False, no_open: bool = False) -> None:
     fs = Sysfs(system)
-    ops = SysfsOps(fs, cache=cache)
+    ops = SysfsOps(fs, cache=cache, no_open=no_open or bool(os.environ.get("CXLSYS_NO_OPEN")))
 
     def devsync(root: str) -> None:
         sync_dev_nodes(system, root)

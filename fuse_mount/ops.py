@@ -27,10 +27,14 @@ _lib.fuse_invalidate_path.restype = ctypes.c_int
 class SysfsOps(mfusepy.Operations):
     use_ns = True
 
-    def __init__(self, sysfs: Sysfs, cache: bool = True, on_change: Optional[Callable[[dict], None]] = None):
+    def __init__(self, sysfs: Sysfs, cache: bool = True, on_change: Optional[Callable[[dict], None]] = None,
+                 no_open: bool = False):
         self.fs = sysfs
         self.sys = sysfs.sys
         self.cache = cache
+        # no_open: answer the first OPEN with ENOSYS so the kernel stops sending OPEN/RELEASE (fastest).
+        # Wrong-direction access then fails at read/write time (EACCES) instead of at open.
+        self.no_open = no_open
         self.on_change = on_change
         self.fuse_ptr = None
         self.snap = sysfs.snapshot()
@@ -106,6 +110,8 @@ class SysfsOps(mfusepy.Operations):
 
     # ------------------------------------------------------------------ files
     def open(self, path, fi):
+        if self.no_open:
+            raise mfusepy.FuseOSError(errno.ENOSYS)
         e = self.fs.lookup(path)
         if e is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
@@ -123,6 +129,8 @@ class SysfsOps(mfusepy.Operations):
     # for; flush and release are left to libfuse (no Python round trip on close).
     def read(self, path, size, offset, fh):
         try:
+            if self.no_open and self.fs._file_entry(path).src.show is None:
+                raise mfusepy.FuseOSError(errno.EACCES)
             return self.fs.read(path)[offset:offset + size]
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
