@@ -78,8 +78,9 @@ class CxlMemdev(Device):
         return self.info.pmem_size
 
     def memdev_visible(self, attr: Attr) -> int:
-        if attr.name == "trigger_poison_list" and not self.info.poison:
-            return 0
+        if attr.name == "trigger_poison_list" and (not self.info.poison or self.driver is None
+                                                    or self.driver.name != "cxl_mem"):
+            return 0      # a cxl_mem driver attribute: present only while bound
         return attr.mode
 
     def ram_visible(self, attr: Attr) -> int:

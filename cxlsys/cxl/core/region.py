@@ -145,9 +145,8 @@ class CxlRegion(CxlDevice):
         count = getattr(buf, "count_", len(buf))
         if count != 37:
             raise KernelError(errno.EINVAL, f"{self.name}: uuid: write exactly 36 characters and a newline ({count} bytes given)")
-        try:
-            u = uuidlib.UUID(buf[:36])
-        except ValueError:
+        u = uuid_parse(buf[:36])
+        if u is None:
             raise KernelError(errno.EINVAL, f"{self.name}: uuid: {buf[:36]!r} is not a UUID")
         if u.int == 0:
             raise KernelError(errno.EINVAL, f"{self.name}: uuid: the null uuid is not allowed")
@@ -223,6 +222,16 @@ class CxlRegion(CxlDevice):
         else:
             region_decommit(self)
         self.sys.changed()
+
+
+def uuid_parse(text: str):
+    """lib/uuid.c uuid_parse(): exactly 8-4-4-4-12 hex digits; None if malformed."""
+    if len(text) != 36 or any(text[i] != "-" for i in (8, 13, 18, 23)):
+        return None
+    digits = text.replace("-", "")
+    if len(digits) != 32 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        return None
+    return uuidlib.UUID(hex=digits)
 
 
 def all_regions(sys):
@@ -493,13 +502,15 @@ def attach_target(cxlr: CxlRegion, cxled: CxlEndpointDecoder, pos: int, auto: bo
     cxled.pos = pos
     cxlr.nr_targets += 1
     cxled.region = cxlr
+    cxlr.sys.changed()
+    if cxlr.nr_targets == cxlr.interleave_ways and not auto:
+        # a failed setup leaves the target recorded (later attaches: EINVAL "full") but the
+        # decoder keeps its old geometry: the region values are copied only after success
+        region_setup_targets(cxlr)
+        cxlr.state = ACTIVE
     cxled.interleave_ways = cxlr.interleave_ways
     cxled.interleave_granularity = cxlr.interleave_granularity
     cxled.hpa_start, cxled.hpa_size = cxlr.hpa_start, cxlr.hpa_size
-    if cxlr.nr_targets == cxlr.interleave_ways and not auto:
-        region_setup_targets(cxlr)
-        cxlr.state = ACTIVE
-    cxlr.sys.changed()
 
 
 def detach_target(cxlr: CxlRegion, pos: int) -> None:
@@ -574,6 +585,7 @@ def region_setup_targets(cxlr: CxlRegion, verify: bool = False) -> None:
                     raise KernelError(errno.EINVAL, f"{cxlr.name}: {port.name}: {ref.nr_targets} targets is not a power of 2")
                 if ref.nr_targets_set:
                     if any(t is dport for t in dec.targets[: ref.nr_targets_set]):
+                        _check_last_peer(cxlr, port, ref, cxled, pos, dport)
                         continue
                 else:
                     parent = port.parent_port
@@ -614,6 +626,25 @@ def region_setup_targets(cxlr: CxlRegion, verify: bool = False) -> None:
     except KernelError:
         region_teardown_targets(cxlr, touched)
         raise
+
+
+def _check_last_peer(cxlr: CxlRegion, port: CxlPort, ref: RegionRef, cxled, pos: int, dport) -> None:
+    """A port's dport repeats every ``distance`` positions: the endpoint ``distance`` positions back
+    must have come through the same dport (check_last_peer)."""
+    distance, it = 1, port
+    while it is not None and it.kind != "root":
+        distance *= it.regions[cxlr].nr_targets
+        it = it.parent_port
+    distance *= cxlr.root.interleave_ways
+    if pos < distance:
+        raise KernelError(errno.ENXIO, f"{cxlr.name}: {port.name}: {cxled.name} at position {pos}: invalid "
+                                       f"distance {distance} (position {pos} cannot reuse {dport.name})")
+    peer = cxlr.targets[pos - distance]
+    peer_dport = ref.eps.get(peer.memdev.name, (None, None))[1]
+    if peer_dport is not dport:
+        raise KernelError(errno.ENXIO, f"{cxlr.name}: {port.name}: {cxled.name} position {pos} goes through "
+                                       f"{dport.name}, its peer {peer.name} at {pos - distance} through "
+                                       f"{peer_dport.name if peer_dport else None}")
 
 
 def region_teardown_targets(cxlr: CxlRegion, ports=None) -> None:
