@@ -84,7 +84,7 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
         after_change()
         return {"rc": 0, "out": "", "err": ""}
     if cmd == "devsync":
-        hooks["devsync"](req.get("root", "/dev"))
+        hooks["devsync"](req.get("root", "/dev"), req.get("style", "mknod"))
         return {"rc": 0, "out": "", "err": ""}
     if cmd == "ping":
         return {"rc": 0, "out": "pong\n", "err": ""}

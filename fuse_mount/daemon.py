@@ -44,14 +44,46 @@ def sync_dev_nodes(system, dev_root: str) -> None:
     del have_dirs
 
 
+def sync_umockdev_nodes(system, dev_root: str) -> None:
+    """umockdev's way of faking /dev nodes for an LD_PRELOAD redirect: a plain file per node and a
+    symlink ``.node/<path with / as _>`` -> ``c<major>:<minor>`` that its stat() wrapper turns into a
+    char device."""
+    want = {}
+    for d in Sysfs(system)._all_devices():
+        if d.devt is not None and d.devname:
+            want[d.devname] = d.devt
+    node_dir = os.path.join(dev_root, ".node")
+    os.makedirs(node_dir, exist_ok=True)
+    for name in os.listdir(node_dir):
+        if name not in {n.replace("/", "_") for n in want}:
+            os.unlink(os.path.join(node_dir, name))
+            try:
+                os.unlink(os.path.join(dev_root, name.replace("_", "/", 1) if name.startswith("cxl_") else name))
+            except FileNotFoundError:
+                pass
+    for name, (major, minor) in want.items():
+        p = os.path.join(dev_root, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        if not os.path.exists(p):
+            open(p, "w").close()
+        link = os.path.join(node_dir, name.replace("/", "_"))
+        target = f"c{major}:{minor}"
+        if os.path.islink(link) and os.readlink(link) == target:
+            continue
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(target, link)
+
+
 def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root: Optional[str] = None,
           cache: bool = True, foreground: bool = True, allow_other: bool = False, no_open: bool = False) -> None:
     fs = Sysfs(system)
     ops = SysfsOps(fs, cache=cache, no_open=no_open or bool(os.environ.get("CXLSYS_NO_OPEN")))
 
-    def devsync(root: str) -> None:
-        sync_dev_nodes(system, root)
-        ops.on_change = lambda snap: sync_dev_nodes(system, root)
+    def devsync(root: str, style: str = "mknod") -> None:
+        fn = sync_umockdev_nodes if style == "umockdev" else sync_dev_nodes
+        fn(system, root)
+        ops.on_change = lambda snap: fn(system, root)
 
     if dev_root:
         devsync(dev_root)

@@ -162,3 +162,16 @@ def test_sigint_tears_down():
     assert open("/proc/self/mountinfo").read() == before
     left = subprocess.run(["pgrep", "-f", "cxlsys-run"], capture_output=True, text=True).stdout
     assert left == ""
+
+
+def test_umockdev_redirect_without_namespace():
+    """--via umockdev: no mount namespace, LD_PRELOAD path redirect (the no-root path)."""
+    before = open("/proc/self/mountinfo").read()
+    r = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--via", "umockdev", "--", "bash", "-c",
+                        "set -e; cxl list -M | jq length; cxl list -R | jq -r '.[0].region';"
+                        "echo mem3 > /sys/bus/cxl/drivers/cxl_mem/unbind; cxl list -M | jq length;"
+                        "test -e /dev/cxl/mem3 && echo node; modprobe -r cxl_test; ls /sys/bus/cxl/devices | wc -l"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["11", "region0", "10", "node", "0"]
+    assert open("/proc/self/mountinfo").read() == before

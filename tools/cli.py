@@ -92,7 +92,7 @@ def cmd_run(args) -> int:
     cmd = args.cmd
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    return run(lambda: _system(args), cmd, cache=not args.no_cache)
+    return run(lambda: _system(args), cmd, cache=not args.no_cache, via=args.via)
 
 
 def cmd_dmesg(args) -> int:
@@ -160,9 +160,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("umount", help="unmount a cxlsys mount")
     p.add_argument("mountpoint")
     p.set_defaults(fn=cmd_umount)
-    p = sub.add_parser("run", help="run CMD with the model as /sys (private mount namespace, root)")
+    p = sub.add_parser("run", help="run CMD with the model as /sys (private mount namespace, or umockdev)")
     topo(p)
     p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--via", choices=("auto", "namespace", "umockdev"), default="auto",
+                   help="namespace: bind over /sys in a private mount namespace (root); umockdev: LD_PRELOAD "
+                        "path redirect, no root needed (default: namespace as root, else umockdev)")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("dmesg", help="print the model's kernel log")

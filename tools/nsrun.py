@@ -83,87 +83,117 @@ def write_shims(d: str) -> str:
     return d
 
 
-def run(system_factory, cmd: list, cache: bool = True) -> int:
-    if os.geteuid() != 0:
-        sys.stderr.write("cxlsys run: needs root for a private mount namespace "
-                         "(without root use 'cxlsys mount' on a user-owned directory, see README)\n")
-        return 126
+UMOCKDEV_PRELOAD = "libumockdev-preload.so.0"
+
+
+def _start_daemon(system, work: str, mnt: str, ctl: str, cache: bool, allow_other: bool) -> int:
+    """Fork the FUSE daemon (it shares the caller's mount namespace); its stderr goes to work/daemon.log."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.setsid()
+        logfd = os.open(os.path.join(work, "daemon.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(logfd, 2)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        from fuse_mount.daemon import serve
+        kw = dict(control_path=ctl, cache=cache, allow_other=allow_other)
+        prof = os.environ.get("CXLSYS_PROFILE")
+        if prof:
+            import cProfile
+            cProfile.runctx("serve(system, mnt, **kw)", globals(), dict(serve=serve, system=system, mnt=mnt, kw=kw),
+                            prof)
+        else:
+            serve(system, mnt, **kw)
+    except BaseException as e:  # pragma: no cover - reported through the log
+        sys.stderr.write(f"cxlsys daemon: {e}\n")
+    os._exit(0)
+
+
+def _wait_mounted(pid: int, mnt: str, ctl: str, work: str) -> bool:
+    deadline = time.time() + 30
+    while not (os.path.ismount(mnt) and os.path.exists(ctl)):
+        if time.time() > deadline or os.waitpid(pid, os.WNOHANG) != (0, 0):
+            sys.stderr.write("cxlsys run: the FUSE daemon did not come up\n")
+            _show_log(work)
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _run_child(cmd: list, env: dict) -> int:
+    """Run CMD, forwarding INT/TERM/HUP/QUIT to it; its exit status (128+signal if killed)."""
+    child = os.fork()
+    if child == 0:
+        try:
+            os.execvpe(cmd[0], cmd, env)
+        except OSError as e:
+            sys.stderr.write(f"cxlsys run: {cmd[0]}: {e.strerror}\n")
+        os._exit(127)
+
+    def fwd(sig, _frame):
+        os.kill(child, sig)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(s, fwd)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+    rc = os.waitstatus_to_exitcode(status)
+    return 128 - rc if rc < 0 else rc
+
+
+def _stop_daemon(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _env(work: str, ctl: str) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = write_shims(os.path.join(work, "bin")) + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    env["CXLSYS_CONTROL"] = ctl
+    return env
+
+
+def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int:
+    """``via``: "namespace" (root), "umockdev" (no root needed), or "auto" (namespace if root)."""
     if not cmd:
         sys.stderr.write("cxlsys run: no command given\n")
         return 2
+    if via == "umockdev" or (via == "auto" and os.geteuid() != 0):
+        return run_preload(system_factory, cmd, cache)
+    if os.geteuid() != 0:
+        sys.stderr.write("cxlsys run: a private mount namespace needs root (or use --via umockdev)\n")
+        return 126
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     work = tempfile.mkdtemp(prefix="cxlsys-run.")
-    mnt = os.path.join(work, "sys")
-    hostdev = os.path.join(work, "hostdev")
+    mnt, hostdev, ctl = os.path.join(work, "sys"), os.path.join(work, "hostdev"), os.path.join(work, "control.sock")
     os.mkdir(mnt)
     os.mkdir(hostdev)
-    ctl = os.path.join(work, "control.sock")
-    system = system_factory()
-
-    pid = os.fork()
-    if pid == 0:  # the daemon
-        try:
-            os.setsid()
-            logfd = os.open(os.path.join(work, "daemon.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(logfd, 2)
-            devnull = os.open(os.devnull, os.O_RDWR)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            from fuse_mount.daemon import serve
-            prof = os.environ.get("CXLSYS_PROFILE")
-            if prof:
-                import cProfile
-                cProfile.runctx("serve(system, mnt, control_path=ctl, dev_root=None, cache=cache, allow_other=True)",
-                                globals(), dict(serve=serve, system=system, mnt=mnt, ctl=ctl, cache=cache), prof)
-            else:
-                serve(system, mnt, control_path=ctl, dev_root=None, cache=cache, allow_other=True)
-        except BaseException as e:  # pragma: no cover - reported to the parent through the pipe closing
-            sys.stderr.write(f"cxlsys daemon: {e}\n")
-        os._exit(0)
-    child = None
+    pid = _start_daemon(system_factory(), work, mnt, ctl, cache, allow_other=True)
     rc = 1
     try:
-        deadline = time.time() + 30
-        while not (os.path.ismount(mnt) and os.path.exists(ctl)):
-            if time.time() > deadline or os.waitpid(pid, os.WNOHANG) != (0, 0):
-                sys.stderr.write("cxlsys run: the FUSE daemon did not come up\n")
-                _show_log(work)
-                return 1
-            time.sleep(0.02)
+        if not _wait_mounted(pid, mnt, ctl, work):
+            return 1
         mount("/dev", hostdev, None, MS_BIND | MS_REC)
         mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
         _populate_dev(hostdev, "/dev")
         mount(mnt, "/sys", None, MS_BIND)
         from fuse_mount.control import request
         request(ctl, {"cmd": "devsync", "root": "/dev"})
-        env = dict(os.environ)
-        shims = write_shims(os.path.join(work, "bin"))
-        env["PATH"] = shims + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        env["CXLSYS_CONTROL"] = ctl
-        child = os.fork()
-        if child == 0:
-            try:
-                os.execvpe(cmd[0], cmd, env)
-            except OSError as e:
-                sys.stderr.write(f"cxlsys run: {cmd[0]}: {e.strerror}\n")
-                os._exit(127)
-
-        def fwd(sig, _frame):
-            if child:
-                os.kill(child, sig)
-
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(s, fwd)
-        while True:
-            try:
-                _, status = os.waitpid(child, 0)
-                break
-            except InterruptedError:
-                continue
-        rc = os.waitstatus_to_exitcode(status)
-        if rc < 0:
-            rc = 128 - rc
+        rc = _run_child(cmd, _env(work, ctl))
     finally:
         if os.environ.get("CXLSYS_DEBUG"):
             _show_log(work)
@@ -171,13 +201,36 @@ def run(system_factory, cmd: list, cache: bool = True) -> int:
         umount("/dev")
         umount(hostdev)
         umount(mnt)
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        _stop_daemon(pid)
+        shutil.rmtree(work, ignore_errors=True)
+    return rc
+
+
+def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
+    """Without root: the FUSE tree at $T/sys, umockdev-style /dev nodes in $T/dev, and umockdev's
+    LD_PRELOAD redirect (UMOCKDEV_DIR=$T) of CMD's /sys and /dev paths.  Works for dynamically
+    linked programs that go through glibc (cxl, daxctl, bash builtins, coreutils); needs /dev/fuse
+    usable by the caller and fusermount3."""
+    import subprocess
+    work = tempfile.mkdtemp(prefix="cxlsys-umockdev.")
+    mnt, dev, ctl = os.path.join(work, "sys"), os.path.join(work, "dev"), os.path.join(work, "control.sock")
+    os.mkdir(mnt)
+    os.mkdir(dev)
+    pid = _start_daemon(system_factory(), work, mnt, ctl, cache, allow_other=False)
+    rc = 1
+    try:
+        if not _wait_mounted(pid, mnt, ctl, work):
+            return 1
+        from fuse_mount.control import request
+        request(ctl, {"cmd": "devsync", "root": dev, "style": "umockdev"})
+        env = _env(work, ctl)
+        env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)
+        env["UMOCKDEV_DIR"] = work
+        rc = _run_child(cmd, env)
+    finally:
+        if os.environ.get("CXLSYS_DEBUG"):
+            _show_log(work)
+        subprocess.call(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
+        _stop_daemon(pid)
         shutil.rmtree(work, ignore_errors=True)
     return rc
