@@ -14,7 +14,6 @@ import attrs
 
 from cxlsys.base.device import RO, RW, WO, AttrGroup
 from cxlsys.base.platform import PlatformDevice, PlatformDriver
-from cxlsys.cxl.core.memdev import devm_cxl_add_memdev
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool, kstrtoint
 
@@ -64,6 +63,4 @@ class CxlMockMemDriver(PlatformDriver):
             and m.memdev_driver == self.name
 
     def probe(self, pdev) -> None:
-        m = pdev.sys.machine
-        info, cap = m.memdev_info(pdev.name)
-        devm_cxl_add_memdev(pdev, info, cap, pdev.numa_node)
+        pdev.sys.machine.probe_memdev(pdev)

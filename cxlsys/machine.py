@@ -55,6 +55,8 @@ class Machine:
     acpi_dev: Optional[Device] = None
     memdev_driver: str = "cxl_mock_mem"
     bi_components: dict = attrs.field(factory=dict)   # host device name -> BiComponent (BI profile)
+    _parents: dict = attrs.field(factory=dict, init=False, repr=False)
+    _port_ids: dict = attrs.field(factory=dict, init=False, repr=False)
 
     # ------------------------------------------------------------------ build
     def build(self) -> None:
@@ -79,6 +81,7 @@ class Machine:
         for md in t.memdevs:
             self.hdm_caps[md.name] = HdmCap(count=md.decoders, nr_targets=0, reprogram_on_enumerate=mock)
             self.memdev_hosts[md.name] = md
+        self._index()
         self._program_firmware()
         if self.sys.profile.bi is not None:
             self._bi_components()
@@ -98,28 +101,24 @@ class Machine:
             if md.hdm_db:
                 self.bi_components[md.name] = BiComponent(md.name, "decoder", explicit_commit=False)
 
-    def _parent_of(self, name: str) -> str:
+    def _index(self) -> None:
+        """name -> parent name and name -> dport id, for every host device of the topology."""
         t = self.topo
-        for lst in (t.root_ports, t.switches, t.memdevs):
-            for x in lst:
-                if x.name == name:
-                    return x.parent
+        self._parents, self._port_ids = {}, {}
+        for x in t.root_ports:
+            self._parents[x.name], self._port_ids[x.name] = x.parent, x.port_id
         for sw in t.switches:
+            self._parents[sw.name] = sw.parent
             for d in sw.downstream:
-                if d.name == name:
-                    return sw.name
-        return ""
+                self._parents[d.name], self._port_ids[d.name] = sw.name, d.port_id
+        for md in t.memdevs:
+            self._parents[md.name] = md.parent
+
+    def _parent_of(self, name: str) -> str:
+        return self._parents.get(name, "")
 
     def _port_id(self, name: str) -> int:
-        t = self.topo
-        for x in t.root_ports:
-            if x.name == name:
-                return x.port_id
-        for sw in t.switches:
-            for d in sw.downstream:
-                if d.name == name:
-                    return d.port_id
-        raise KeyError(name)
+        return self._port_ids[name]
 
     def _program_firmware(self) -> None:
         """Decoders committed by firmware for each auto region, at every level of the path."""
@@ -233,6 +232,12 @@ class Machine:
                 device_del(dev)
         self.devices.clear()
         self.order.clear()
+
+    def probe_memdev(self, pdev) -> None:
+        """What cxl_pci (or cxl_test's cxl_mock_mem) does at probe: read the device, add ``memN``."""
+        from cxlsys.cxl.core.memdev import devm_cxl_add_memdev
+        info, cap = self.memdev_info(pdev.name)
+        devm_cxl_add_memdev(pdev, info, cap, pdev.numa_node)
 
     def memdev_info(self, host: str):
         md = self.memdev_hosts[host]

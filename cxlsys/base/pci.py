@@ -70,7 +70,4 @@ class CxlPciDriver(Driver):
             and dev.name in m.memdev_hosts
 
     def probe(self, pdev) -> None:
-        from cxlsys.cxl.core.memdev import devm_cxl_add_memdev
-        m = pdev.sys.machine
-        info, cap = m.memdev_info(pdev.name)
-        devm_cxl_add_memdev(pdev, info, cap, pdev.numa_node)
+        pdev.sys.machine.probe_memdev(pdev)
