@@ -175,3 +175,22 @@ def test_umockdev_redirect_without_namespace():
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["11", "region0", "10", "node", "0"]
     assert open("/proc/self/mountinfo").read() == before
+
+
+def test_cxlsys_mount_umount_and_dmesg(tmp_path):
+    mp = tmp_path / "sys"
+    mp.mkdir()
+    cli = [sys.executable, "-m", "tools.cli"]
+    subprocess.run(cli + ["mount", "--topology", "qemu-hdm-db", str(mp)], cwd=ROOT, check=True, timeout=60)
+    try:
+        assert os.path.ismount(mp)
+        assert (mp / "bus/cxl/devices/mem0/serial").read_text() == "0x1\n"
+        assert os.readlink(mp / "bus/cxl/devices/root0") == "../../../devices/platform/ACPI0017:00/root0"
+        with pytest.raises(OSError) as e:
+            (mp / "bus/cxl/flush").write_text("2\n")
+        assert e.value.errno == 22
+        out = subprocess.run(cli + ["dmesg", str(mp)], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+        assert "cxl bus flush: expected 1" in out
+    finally:
+        subprocess.run(cli + ["umount", str(mp)], cwd=ROOT, timeout=60)
+    assert not os.path.ismount(mp)
