@@ -34,6 +34,8 @@ def debugfs_root(sys) -> VDir:
 
 def _cxlsys_entries(sys) -> dict:
     out = {}
+    if sys.memory is not None:      # memory hotplug knobs (cxlsys/base/memory.py)
+        out["memory"] = VDir(sys.memory.debugfs_entries)
     m = sys.machine
     if m is not None and m.bi_components:
         out["bi"] = VDir(lambda: {name: _bi_dir(sys, c) for name, c in m.bi_components.items()})

@@ -63,6 +63,7 @@ class Sysfs:
     def __init__(self, system):
         self.sys = system
         self._cache: dict = {}
+        self._kids_cache: dict = {}
         self._cache_gen = -1
 
     # ------------------------------------------------------------------ directory sources
@@ -126,13 +127,16 @@ class Sysfs:
         if kind == "modules":
             return {m: _dir(("module", m)) for m in sorted(s.modules)}
         if kind == "module":
-            out = {"initstate": _file(0o444, src[1], lambda m: "live\n", None)}
             params = s.modules.get(src[1]) or {}
+            # a built-in module (e.g. memory_hotplug) has parameters/ but no initstate
+            out = {} if getattr(params, "builtin", False) else {"initstate": _file(0o444, src[1], lambda m: "live\n", None)}
             if params:
                 out["parameters"] = _dir(("modparams", src[1]))
             return out
         if kind == "modparams":
             params = s.modules.get(src[1]) or {}
+            if hasattr(params, "sysfs_params"):     # name -> (mode, show, store), e.g. writable parameters
+                return {k: _file(mode, src[1], show, store) for k, (mode, show, store) in params.sysfs_params().items()}
             return {k: _file(0o444, src[1], (lambda v: lambda m: f"{v}\n")(v), None) for k, v in params.items()}
         if kind == "dev":
             return {"block": _dir(("empty",)), "char": _dir(("devchar",))}
@@ -180,7 +184,20 @@ class Sysfs:
     def _check_cache(self):
         if self._cache_gen != self.sys.generation:
             self._cache.clear()
+            self._kids_cache.clear()
             self._cache_gen = self.sys.generation
+
+    def _kids(self, src) -> dict:
+        """``_children(src)`` memoized for the current generation: the tree's shape only changes
+        with it (a directory of 16384 memory-block links is not rebuilt for every lookup below it)."""
+        self._check_cache()
+        try:
+            return self._kids_cache[src]
+        except KeyError:
+            kids = self._kids_cache[src] = self._children(src)
+            return kids
+        except TypeError:        # an unhashable source: no memo
+            return self._children(src)
 
     def lookup(self, path: str) -> Optional[Entry]:
         """The entry at ``path`` (relative to /sys), without following a final symlink."""
@@ -207,7 +224,7 @@ class Sysfs:
                 return None
         if pe is None or pe.kind != S_DIR:
             return None
-        return self._children(pe.src).get(name)
+        return self._kids(pe.src).get(name)
 
     def _dir_entry(self, path: str) -> Entry:
         e = self.lookup(path)
@@ -224,7 +241,7 @@ class Sysfs:
             e = self._dir_entry(path)
             if e.kind != S_DIR:
                 raise KernelError(errno.ENOTDIR, f"{path}: not a directory")
-            return list(self._children(e.src))
+            return list(self._kids(e.src))
 
     def readlink(self, path: str) -> str:
         """The relative target, as sysfs shows it."""
@@ -295,7 +312,7 @@ class Sysfs:
                 if p:
                     yield p, e
                 if e.kind == S_DIR:
-                    kids = self._children(e.src)
+                    kids = self._kids(e.src)
                     for name in sorted(kids, reverse=True):
                         stack.append((f"{p}/{name}".strip("/"), kids[name]))
 

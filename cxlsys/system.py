@@ -207,8 +207,9 @@ class System:
         return out
 
     def hpa_is_online_ram(self, start: int, size: int) -> bool:
-        bs = self.memory.policy.block_size
-        return any(b.online for i, b in self.memory.blocks.items() if start <= i * bs < start + size)
+        """The range holds hot-added System RAM (a busy "System RAM (kmem)" resource): any
+        present memory block, online or not (e.g. left behind by a failed kmem removal)."""
+        return self.memory.range_has_system_ram(start, size)
 
     def device_by_path(self, path: str) -> Optional[Device]:
         parts = path.strip("/").split("/")

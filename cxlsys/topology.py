@@ -431,7 +431,8 @@ class _Parser:
         t.memory = r.table(self.top["system"], "system", {
             "block_size": "size", "auto_online_blocks": ("offline", "online", "online_kernel", "online_movable"),
             "online_policy": ("contig-zones", "auto-movable"), "auto_movable_ratio": "uint",
-            "auto_movable_numa_aware": "bool", "memmap_on_memory": "bool", "movable_node": "bool"})
+            "auto_movable_numa_aware": "bool", "memmap_on_memory": "bool", "movable_node": "bool",
+            "kernel_zone_unmovable": "bool"})
         bs = t.memory.get("block_size")
         if bs is not None and (bs < (128 << 20) or bs & (bs - 1)):
             self.err("system.block_size", f"{bs:#x} must be a power of two >= 128M")

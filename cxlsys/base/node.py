@@ -1,9 +1,16 @@
-"""drivers/base/node.c + drivers/base/cpu.c: NUMA nodes and CPUs under /sys/devices/system."""
+"""drivers/base/node.c + drivers/base/cpu.c: NUMA nodes and CPUs under /sys/devices/system.
+
+Every declared node is *possible*; a node is *online* (``nodeN/`` exists, it is in the
+``online`` mask) when it has CPUs or boot memory, or while hot-added memory blocks
+exist on it (a CXL window's node: kmem brings it online, removing its last block takes
+it offline again).  ``has_memory``/``has_normal_memory`` follow the online blocks' zones.
+"""
 
 from __future__ import annotations
 
 import attrs
 
+from cxlsys.base.bus import Bus
 from cxlsys.base.device import RO, WO, AttrGroup, Device, device_add
 
 
@@ -61,6 +68,14 @@ class NodeRoot(SubsysRoot):
         return "\n"
 
 
+# node_read_meminfo(): the fields after MemTotal/MemFree/MemUsed, in order (x86-64, THP, no HIGHMEM)
+_MEMINFO_ZERO = ("SwapCached", "Active", "Inactive", "Active(anon)", "Inactive(anon)", "Active(file)",
+                 "Inactive(file)", "Unevictable", "Mlocked", "Dirty", "Writeback", "FilePages", "Mapped",
+                 "AnonPages", "Shmem", "KernelStack", "PageTables", "SecPageTables", "NFS_Unstable", "Bounce",
+                 "WritebackTmp", "KReclaimable", "Slab", "SReclaimable", "SUnreclaim", "AnonHugePages",
+                 "ShmemHugePages", "ShmemPmdMapped", "FileHugePages", "FilePmdMapped")
+
+
 @attrs.define(eq=False, kw_only=True)
 class Node(Device):
     id: int = 0
@@ -73,8 +88,10 @@ class Node(Device):
 
     def links(self):
         out = {f"cpu{c}": f"devices/system/cpu/cpu{c}" for c in self.cpus}
-        for blk in self.sys.memory.blocks_of_node(self.id):
-            out[blk.name] = blk
+        nm = self.sys.memory.nodes.get(self.id)
+        if nm is not None:
+            for blk in nm.blocks.values():
+                out[blk.name] = blk
         return out
 
     def cpumap_show(self):
@@ -83,17 +100,34 @@ class Node(Device):
     def cpulist_show(self):
         return nodelist(self.cpus) + "\n"
 
+    def distance_to(self, other: "Node") -> int:
+        if other.id == self.id:
+            return self.distances.get(self.id, 10)
+        if other.id in self.distances:
+            return self.distances[other.id]
+        return other.distances.get(self.id, 20)
+
     def distance_show(self):
-        ids = sorted(self.sys.nodes)
-        return " ".join(str(self.distances.get(i, 10 if i == self.id else 20)) for i in ids) + "\n"
+        # for_each_online_node: "%s%d" with a leading space for every node id but 0
+        out = ""
+        for i in sorted(self.sys.nodes):
+            n = self.sys.nodes[i]
+            if n.online:
+                out += f"{' ' if i else ''}{self.distance_to(n)}"
+        return out + "\n"
 
     def meminfo_show(self):
-        total = (self.boot_memory + self.sys.memory.online_bytes(self.id)) >> 10
-        used = self.boot_memory // 5 >> 10
-        free = total - used
+        mem = self.sys.memory
+        nm = mem.nodes.get(self.id)
+        hot = sum(z.managed for z in nm.zones.values()) if nm else 0
+        total = (self.boot_memory + hot) >> 10
+        used = (self.boot_memory // 5) >> 10
+        rows = [("MemTotal", total), ("MemFree", total - used), ("MemUsed", used)]
+        rows += [(k, 0) for k in _MEMINFO_ZERO]
         n = self.id
-        rows = [("MemTotal", total), ("MemFree", free), ("MemUsed", used)]
-        return "".join(f"Node {n} {k + ':':<16}{v:>8} kB\n" for k, v in rows)
+        out = "".join(f"Node {n} {k + ':':<16}{v:>8} kB\n" for k, v in rows)
+        out += f"Node {n} HugePages_Total: {0:>5}\nNode {n} HugePages_Free:  {0:>5}\nNode {n} HugePages_Surp:  {0:>5}\n"
+        return out
 
     def compact_store(self, buf: str):
         return None
@@ -109,15 +143,24 @@ class Cpu(Device):
 
 
 def build_nodes(sys, root_system: Device, nodes_cfg) -> None:
+    from cxlsys.base.memory_tiers import MemoryTiers
+
+    node_bus = sys.buses.get("node")
+    if node_bus is None:
+        node_bus = sys.buses["node"] = Bus(name="node", sys=sys)
     noderoot = NodeRoot(name="node", parent=root_system, sys=sys)
     device_add(noderoot)
     cpuroot = SubsysRoot(name="cpu", parent=root_system, sys=sys)
     device_add(cpuroot)
+    sys.memory.boot_layout(nodes_cfg)
     for cfg in nodes_cfg:
-        n = Node(name=f"node{cfg.id}", parent=noderoot, sys=sys, id=cfg.id, cpus=tuple(cfg.cpus),
+        n = Node(name=f"node{cfg.id}", parent=noderoot, sys=sys, bus=node_bus, id=cfg.id, cpus=tuple(cfg.cpus),
                  boot_memory=cfg.memory, distances=dict(cfg.distances), online=cfg.online)
         sys.nodes[cfg.id] = n
+        sys.memory.node(cfg.id)
         if cfg.online:
             device_add(n)
         for c in cfg.cpus:
             device_add(Cpu(name=f"cpu{c}", parent=cpuroot, sys=sys, id=c))
+    sys.memory.tiers = MemoryTiers(sys)
+    sys.memory.tiers.setup()

@@ -2,12 +2,33 @@
 
 A dax region is not a device of its own: its attributes are the ``dax_region/``
 group of the device that hosts it (``dax_regionZ`` on the cxl bus).  Devices
-``daxZ.N`` sit below that host on the dax bus, char devices with major 254.
+``daxZ.N`` sit below that host on the dax bus, char devices with major 254 and a
+minor from one global IDA.
+
+Rules kept from the kernel (v6.8+, the dax_region/dax_dev rwsem era):
+
+* ``create`` makes a size-0 ``daxZ.<lowest free id>`` (ENOSPC when nothing is
+  available); the first one not yet bound is the region's ``seed``; ``create`` reads
+  the youngest one.  A successful probe of the seed clears ``seed``.
+* ``delete``: no such child -> ENXIO; bound or sized -> EBUSY; id 0 -> EBUSY.
+* ``size``: misaligned -> EINVAL; bound -> EBUSY; growth beyond ``available_size`` ->
+  ENOSPC; shrinking trims from the last range; growth fills the lowest gaps, extending
+  the last range in place when it is adjacent.
+* ``mapping`` (``start-end`` hex): misaligned length -> ENXIO, busy or outside the
+  region -> ENOMEM (no "bound" check, as in the kernel).
+* ``align``: parse error -> ENXIO (sic), unsupported value or ranges not a multiple
+  of it -> EINVAL, bound -> EBUSY.
+* ``memmap_on_memory``: 1 without hotplug support -> EOPNOTSUPP; a change while bound
+  to kmem -> EBUSY.
+* drivers: ``new_id``/``remove_id`` take exactly ``dax%d.%d`` (EINVAL otherwise);
+  ``new_id`` attaches every unbound device that now matches; KMEM regions (CXL ram)
+  default to kmem, others to device_dax; a size-0 device never probes (ENXIO).
 """
 
 from __future__ import annotations
 
 import errno
+import re
 from typing import Optional
 
 import attrs
@@ -15,10 +36,13 @@ import attrs
 from cxlsys.base.bus import Bus, Driver
 from cxlsys.base.device import ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import kstrtobool, kstrtoull, strip_newline
+from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtoull, strip_newline, sysfs_streq
 
 DAX_MAJOR = 254
+PAGE_SIZE = 4096
 SZ_2M = 2 << 20
+SZ_1G = 1 << 30
+MEMREMAP_COMPAT_ALIGN = SZ_2M          # memremap_compat_align() on x86-64 (SUBSECTION_SIZE)
 
 
 @attrs.define(eq=False)
@@ -29,8 +53,9 @@ class DaxRegion:
     size: int
     align: int = SZ_2M
     target_node: int = 0
-    kmem_default: bool = True
-    devs: list = attrs.field(factory=list)      # DevDax in id order
+    kmem_default: bool = True          # IORESOURCE_DAX_KMEM: devices default to the kmem driver
+    static: bool = False               # IORESOURCE_DAX_STATIC (nvdimm pmem): no create/delete/resize
+    devs: list = attrs.field(factory=list)      # DevDax in creation order
     seed: Optional["DevDax"] = None
     youngest: Optional["DevDax"] = None
     dev_ida: set = attrs.field(factory=set)
@@ -52,6 +77,9 @@ class DaxRegion:
             out.append((cur, self.start + self.size - cur))
         return out
 
+    def host_bound(self) -> bool:
+        return self.host.driver is not None
+
 
 class DaxRegionAttrs:
     """The ``dax_region/`` attribute group, mixed into the hosting device class."""
@@ -68,7 +96,12 @@ class DaxRegionAttrs:
         return group.name != "dax_region" or self.dax_region is not None
 
     def dax_region_visible(self, attr: Attr) -> int:
-        return attr.mode if self.dax_region is not None else 0
+        r = self.dax_region
+        if r is None:
+            return 0
+        if r.static and attr.name in ("available_size", "create", "seed", "delete"):
+            return 0
+        return attr.mode
 
     def dax_region_id_show(self):
         return f"{self.dax_region.id}\n"
@@ -84,19 +117,18 @@ class DaxRegionAttrs:
 
     def dax_region_create_show(self):
         y = self.dax_region.youngest
-        return f"{y.name}\n" if y is not None and y.size == 0 else "\n"
+        return f"{y.name}\n" if y is not None else "\n"
 
     def dax_region_create_store(self, buf: str):
         r = self.dax_region
-        val = kstrtobool(buf) if strip_newline(buf) else False
-        if not val:
-            raise KernelError(errno.EINVAL, f"{self.name}: create: write 1")
+        val = kstrtoint(buf)
+        if val != 1:
+            raise KernelError(errno.EINVAL, f"{self.name}: create: write 1, not {val}")
         if r.available() == 0:
-            raise KernelError(errno.ENOSPC, f"{self.name}: create: no capacity left")
-        if r.seed is not None and r.seed.size == 0:
-            raise KernelError(errno.EBUSY, f"{self.name}: create: seed {r.seed.name} is still unused")
-        dd = devm_create_dev_dax(r, 0)
-        r.seed = dd
+            raise KernelError(errno.ENOSPC, f"{self.name}: create: no capacity left in {_region_name(r)}")
+        dd = devm_create_dev_dax(r, 0, memmap_on_memory=False)
+        if r.seed is None:
+            r.seed = dd
         r.youngest = dd
 
     def dax_region_seed_show(self):
@@ -105,17 +137,21 @@ class DaxRegionAttrs:
 
     def dax_region_delete_store(self, buf: str):
         r = self.dax_region
-        name = strip_newline(buf)
-        dd = next((d for d in r.devs if d.name == name), None)
-        if dd is None:
-            raise KernelError(errno.ENODEV, f"{self.name}: delete: no {name!r} in this region")
-        if dd.driver is not None:
-            raise KernelError(errno.EBUSY, f"{self.name}: delete: {name} is bound to {dd.driver.name}")
-        if dd is r.seed:
-            raise KernelError(errno.EBUSY, f"{self.name}: delete: {name} is the seed device")
-        if dd.size:
-            raise KernelError(errno.EBUSY, f"{self.name}: delete: {name} still has size {dd.size}")
-        unregister_dev_dax(dd)
+        victim = next((c for c in self.children.values() if sysfs_streq(c.name, buf)), None)
+        if not isinstance(victim, DevDax):
+            raise KernelError(errno.ENXIO, f"{self.name}: delete: no device {strip_newline(buf)!r} in this region")
+        if victim.driver is not None:
+            raise KernelError(errno.EBUSY, f"{self.name}: delete: {victim.name} is bound to {victim.driver.name}")
+        if victim.size:
+            raise KernelError(errno.EBUSY, f"{self.name}: delete: {victim.name} still has size {victim.size}")
+        if victim.id <= 0:
+            raise KernelError(errno.EBUSY, f"{self.name}: delete: {victim.name}: id 0 is never deleted")
+        unregister_dev_dax(victim)
+        self.sys.changed()
+
+
+def _region_name(r: DaxRegion) -> str:
+    return f"dax_region{r.id}"
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -138,21 +174,32 @@ class DaxMapping(Device):
         return f"{s + n - 1:#x}\n"
 
     def page_offset_show(self):
-        return f"{self._rng()[2]:#x}\n"
+        return f"{self._rng()[2]:#x}\n"      # in pages; "0x0" for the first range
 
 
 @attrs.define(eq=False, kw_only=True)
 class DevDax(Device):
     region: DaxRegion = attrs.field(repr=False)
     id: int = 0
-    ranges: list = attrs.field(factory=list)      # (start, size, pgoff)
+    ranges: list = attrs.field(factory=list)      # (start, size, page offset in pages)
     align: int = SZ_2M
     memmap_on_memory: bool = True
     target_node: int = 0
     kmem_state: object = attrs.field(default=None, repr=False)   # set by kmem while bound
+    iomem: list = attrs.field(factory=list, repr=False)          # device_dax's reservations
 
-    groups = (AttrGroup([RW("size"), RW("align"), WO("mapping"), RO("target_node"), ADMIN_RO("resource"),
-                         RO("numa_node"), RO("modalias"), RW("memmap_on_memory")]),)
+    groups = (AttrGroup([RO("modalias"), RW("size"), WO("mapping"), RO("target_node"), RW("align"),
+                         ADMIN_RO("resource"), RO("numa_node"), RW("memmap_on_memory")],
+                        is_visible="dev_dax_visible"),)
+
+    def dev_dax_visible(self, attr: Attr) -> int:
+        if attr.name == "target_node" and self.target_node < 0:
+            return 0
+        if attr.name == "mapping" and self.region.static:
+            return 0
+        if attr.name in ("align", "size") and self.region.static:
+            return 0o444
+        return attr.mode
 
     def modalias(self):
         return "dax:t0"
@@ -164,47 +211,70 @@ class DevDax(Device):
     def size(self) -> int:
         return sum(r[1] for r in self.ranges)
 
+    def alloc_is_aligned(self, size: int) -> bool:
+        return size % max(self.align, MEMREMAP_COMPAT_ALIGN) == 0
+
     def size_show(self):
         return f"{self.size}\n"
 
     def size_store(self, buf: str):
         val = kstrtoull(buf)
+        if not self.alloc_is_aligned(val):
+            raise KernelError(errno.EINVAL, f"{self.name}: size: {val} misaligned "
+                                            f"(multiple of {max(self.align, MEMREMAP_COMPAT_ALIGN)} needed)")
+        if not self.region.host_bound():
+            raise KernelError(errno.ENXIO, f"{self.name}: size: region {self.parent.name} is not enabled")
         if self.driver is not None:
             raise KernelError(errno.EBUSY, f"{self.name}: size: device is bound to {self.driver.name}")
-        if val % self.align:
-            raise KernelError(errno.EINVAL, f"{self.name}: size {val} is not a multiple of align {self.align}")
         cur = self.size
+        if val > cur and val - cur > self.region.available():
+            raise KernelError(errno.ENOSPC, f"{self.name}: size: {val - cur} more wanted, "
+                                            f"{self.region.available()} available in {_region_name(self.region)}")
         if val < cur:
             shrink_dev_dax(self, val)
         elif val > cur:
             grow_dev_dax(self, val - cur)
-        self.sys.changed()
 
     def align_show(self):
         return f"{self.align}\n"
 
     def align_store(self, buf: str):
-        val = kstrtoull(buf)
+        try:
+            val = kstrtoull(buf)
+        except KernelError:
+            raise KernelError(errno.ENXIO, f"{self.name}: align: {strip_newline(buf)!r} is not a number")
+        if val not in (PAGE_SIZE, SZ_2M, SZ_1G):
+            raise KernelError(errno.EINVAL, f"{self.name}: align: {val} is not 4096, 2097152 or 1073741824")
+        if not self.region.host_bound():
+            raise KernelError(errno.ENXIO, f"{self.name}: align: region {self.parent.name} is not enabled")
         if self.driver is not None:
-            raise KernelError(errno.EBUSY, f"{self.name}: align: device is bound")
-        if val not in (4096, SZ_2M, 1 << 30) or val % 4096:
-            raise KernelError(errno.EINVAL, f"{self.name}: align {val} unsupported")
-        if any(s % val or n % val for s, n, _ in self.ranges):
-            raise KernelError(errno.EINVAL, f"{self.name}: ranges not aligned to {val}")
+            raise KernelError(errno.EBUSY, f"{self.name}: align: device is bound to {self.driver.name}")
+        unit = max(val, MEMREMAP_COMPAT_ALIGN)
+        for i, (_, n, _) in enumerate(self.ranges):
+            if n % unit:
+                raise KernelError(errno.EINVAL, f"{self.name}: align {val} invalid for range {i}")
         self.align = val
 
     def mapping_store(self, buf: str):
-        t = strip_newline(buf)
+        start, sep, end = strip_newline(buf).partition("-")
         try:
-            a, b = t.split("-")
-            s, e = int(a, 16), int(b, 16)
-        except ValueError:
-            raise KernelError(errno.EINVAL, f"{self.name}: mapping: expected start-end in hex")
-        if self.driver is not None:
-            raise KernelError(errno.EBUSY, f"{self.name}: mapping: device is bound")
-        n = e - s + 1
+            if not sep:
+                raise KernelError(errno.EINVAL, "")
+            s, e = kstrtoull(start, 16), kstrtoull(end, 16)
+        except KernelError:
+            raise KernelError(errno.EINVAL, f"{self.name}: mapping: expected START-END in hex, got {strip_newline(buf)!r}")
+        if not self.region.host_bound():
+            raise KernelError(errno.ENXIO, f"{self.name}: mapping: region {self.parent.name} is not enabled")
+        n = (e - s + 1) % (1 << 64)              # range_len() in u64: END < START wraps
+        if not self.alloc_is_aligned(n):
+            raise KernelError(errno.ENXIO, f"{self.name}: mapping: length {n:#x} misaligned")
+        if n == 0:                               # the "seed" 0-size allocation: only as the first range
+            if self.ranges:
+                raise KernelError(errno.EBUSY, f"{self.name}: mapping: 0-size allocation must be first")
+            return
         if not any(fs <= s and s + n <= fs + fn for fs, fn in self.region.free_ranges()):
-            raise KernelError(errno.EINVAL, f"{self.name}: mapping {t} is not free region space")
+            raise KernelError(errno.ENOMEM, f"{self.name}: mapping {s:#x}-{e:#x} is not free space of "
+                                            f"{_region_name(self.region)}")
         _add_range(self, s, n)
 
     def target_node_show(self):
@@ -224,15 +294,23 @@ class DevDax(Device):
 
     def memmap_on_memory_store(self, buf: str):
         val = kstrtobool(buf)
-        if self.driver is not None and self.driver.name == "kmem":
+        if val and not self.sys.memory.policy.supports_memmap_on_memory():
+            raise KernelError(errno.EOPNOTSUPP, f"{self.name}: memmap_on_memory is not available "
+                                                "(memory_hotplug.memmap_on_memory=N)")
+        if val != self.memmap_on_memory and self.driver is not None and self.driver.name == "kmem":
             raise KernelError(errno.EBUSY, f"{self.name}: memmap_on_memory: bound to kmem")
         self.memmap_on_memory = val
 
 
 def _add_range(dd: DevDax, start: int, size: int) -> None:
-    dd.ranges.append((start, size, sum(r[1] for r in dd.ranges)))
-    m = DaxMapping(name=f"mapping{len(dd.ranges) - 1}", parent=dd, sys=dd.sys, index=len(dd.ranges) - 1, owner=dd)
-    device_add(m)
+    pgoff = sum(r[1] for r in dd.ranges) // PAGE_SIZE
+    dd.ranges.append((start, size, pgoff))
+    if dd.registered:
+        _add_mapping(dd, len(dd.ranges) - 1)
+
+
+def _add_mapping(dd: DevDax, i: int) -> None:
+    device_add(DaxMapping(name=f"mapping{i}", parent=dd, sys=dd.sys, index=i, owner=dd))
 
 
 def grow_dev_dax(dd: DevDax, want: int) -> None:
@@ -257,12 +335,14 @@ def shrink_dev_dax(dd: DevDax, to: int) -> None:
         excess = dd.size - to
         if sz <= excess:
             dd.ranges.pop()
-            device_del(dd.children[f"mapping{len(dd.ranges)}"])
+            m = dd.children.get(f"mapping{len(dd.ranges)}")
+            if m is not None:
+                device_del(m)
         else:
             dd.ranges[-1] = (st, sz - excess, po)
 
 
-def devm_create_dev_dax(r: DaxRegion, size: int) -> DevDax:
+def devm_create_dev_dax(r: DaxRegion, size: int, memmap_on_memory: bool = False) -> DevDax:
     sys = r.host.sys
     i = 0
     while i in r.dev_ida:
@@ -270,14 +350,23 @@ def devm_create_dev_dax(r: DaxRegion, size: int) -> DevDax:
     r.dev_ida.add(i)
     minor = sys.dax_minor_ida.alloc()
     dd = DevDax(name=f"dax{r.id}.{i}", parent=r.host, sys=sys, bus=sys.dax_bus, region=r, id=i,
-                align=r.align, target_node=r.target_node, devt=(DAX_MAJOR, minor), devname=f"dax{r.id}.{i}")
-    dd.ranges = []
+                align=r.align, target_node=r.target_node, memmap_on_memory=memmap_on_memory,
+                devt=(DAX_MAJOR, minor), devname=f"dax{r.id}.{i}", numa_node=r.host.numa_node)
     r.devs.append(dd)
     if size:
         grow_dev_dax(dd, size)
-    r.youngest = dd
-    device_add(dd)
     r.host.devm_add_action(lambda: unregister_dev_dax(dd), f"dev_dax:{dd.name}")
+    # device_add() probes at once; the mapping devices of the initial ranges follow it
+    drivers_autoprobe = sys.dax_bus.drivers_autoprobe
+    sys.dax_bus.drivers_autoprobe = False
+    try:
+        device_add(dd)
+    finally:
+        sys.dax_bus.drivers_autoprobe = drivers_autoprobe
+    for k in range(len(dd.ranges)):
+        _add_mapping(dd, k)
+    if drivers_autoprobe:
+        sys.dax_bus.probe_device(dd)
     return dd
 
 
@@ -287,9 +376,11 @@ def unregister_dev_dax(dd: DevDax) -> None:
     r = dd.region
     r.host.devm_remove_action(f"dev_dax:{dd.name}")
     device_del(dd)
+    dd.ranges = []
     if dd in r.devs:
         r.devs.remove(dd)
     r.dev_ida.discard(dd.id)
+    dd.id = -1
     if r.seed is dd:
         r.seed = None
     if r.youngest is dd:
@@ -301,28 +392,70 @@ class DaxBus(Bus):
     pass
 
 
+_DAX_ID = re.compile(r"dax(-?\d+)\.(-?\d+)")
+
+
 @attrs.define(eq=False, kw_only=True)
 class DaxDriver(Driver):
     """device_dax / kmem: new_id/remove_id files; kmem is the default for kmem-flagged regions."""
 
     extra_files: tuple = ("new_id", "remove_id")
-    ids: set = attrs.field(factory=set)
+    ids: list = attrs.field(factory=list)
+    kmem_type: bool = False            # DAXDRV_KMEM_TYPE (kmem) vs DAXDRV_DEVICE_TYPE (device_dax)
 
     def match(self, dev) -> bool:
         if not isinstance(dev, DevDax):
             return False
         if dev.name in self.ids:
             return True
-        wants_kmem = dev.region.kmem_default
-        return (self.name == "kmem") == wants_kmem if self.name in ("kmem", "device_dax") else False
+        return self.kmem_type == dev.region.kmem_default
 
+    # dax_bus_probe(): the bus wrapper around the driver's probe
     def probe(self, dev: DevDax) -> None:
-        if dev.size == 0:
+        if dev.size == 0 or dev.id < 0:
             raise KernelError(errno.ENXIO, f"{dev.name}: zero-sized device cannot be enabled")
+        self.dax_probe(dev)
+        r = dev.region
+        if not r.static and r.seed is dev:
+            r.seed = None
+
+    def dax_probe(self, dev: DevDax) -> None:
+        """device_dax (drivers/dax/device.c): claim each range in iomem under the device name."""
+        mem = dev.sys.memory
+        claimed = []
+        for i, (s, n, _) in enumerate(dev.ranges):
+            try:
+                claimed.append(mem.iomem.request(s, n, dev.name))
+            except KernelError:
+                for c in claimed:
+                    mem.iomem.release(c)
+                raise KernelError(errno.EBUSY, f"{dev.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve range")
+        dev.iomem = claimed
+        dev.devm_add_action(lambda: _release_iomem(dev), "device_dax:iomem")
+
+    def _parse_id(self, buf: str) -> str:
+        t = strip_newline(buf)
+        m = _DAX_ID.match(t)
+        if not m or f"dax{int(m.group(1))}.{int(m.group(2))}" != t:
+            raise KernelError(errno.EINVAL, f"{self.name}: expected daxX.Y, got {t!r}")
+        return t
 
     def new_id_store(self, buf: str):
-        self.ids.add(strip_newline(buf))
+        name = self._parse_id(buf)
+        if name not in self.ids:
+            self.ids.append(name)
+        # driver_attach(): probe every unbound device that matches now, failures swallowed
+        for dev in list(self.bus.devices):
+            if dev.driver is None and self.match(dev):
+                self.bus._try_probe(self, dev)
 
     def remove_id_store(self, buf: str):
-        self.ids.discard(strip_newline(buf))
+        name = self._parse_id(buf)
+        if name in self.ids:
+            self.ids.remove(name)
 
+
+def _release_iomem(dev: DevDax) -> None:
+    for c in dev.iomem:
+        dev.sys.memory.iomem.release(c)
+    dev.iomem = []

@@ -42,7 +42,7 @@ class CxlDaxRegionDriver(Driver):
         nid = dr.sys.target_node_of(cxlr.hpa_start)
         dr.dax_region = DaxRegion(id=cxlr.id, host=dr, start=cxlr.hpa_start, size=cxlr.hpa_size,
                                   target_node=nid, kmem_default=True)
-        devm_create_dev_dax(dr.dax_region, cxlr.hpa_size)
+        devm_create_dev_dax(dr.dax_region, cxlr.hpa_size, memmap_on_memory=True)
         dr.devm_add_action(lambda: setattr(dr, "dax_region", None), "dax_region")
 
     def remove(self, dr: CxlDaxRegion) -> None:

@@ -1,4 +1,17 @@
-"""drivers/dax/kmem.c: hand a dev_dax's ranges to the memory hotplug core as System RAM."""
+"""drivers/dax/kmem.c: hand a dev_dax's ranges to the memory hotplug core as System RAM.
+
+probe: the target node must be >= 0 (EINVAL); each range is trimmed to whole memory
+blocks (a range with no whole block is skipped, a device with none is refused with
+EINVAL); the node gets the default dax memory type (memory tier 22) unless it has one;
+one static memory group covers the device; each range is claimed in iomem (a busy
+range -> EBUSY while nothing is mapped yet, skipped after) and added with
+add_memory_driver_managed(), which creates the blocks and auto-onlines them per
+``auto_online_blocks``.
+
+remove (unbind, never fails): each range is removed; a range with an online block
+cannot be: it stays, with its blocks and its iomem claim, "until the next reboot"
+(``MemoryHotplug.leaked``), and later probes of it fail with EBUSY.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +19,110 @@ import errno
 
 import attrs
 
+from cxlsys.base.memory import PAGE_SIZE
+from cxlsys.base.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 from cxlsys.dax.bus import DaxDriver, DevDax
 from cxlsys.errors import KernelError
+
+
+@attrs.define
+class KmemData:
+    group: object
+    ranges: list          # per dev_dax range: (start, size, iomem claim) or None (skipped / not mapped)
+
+
+def dax_kmem_ranges(dd: DevDax, bs: int) -> list:
+    """dax_kmem_range() for every range: the block-aligned part, or None when nothing is left."""
+    out = []
+    for start, size, _ in dd.ranges:
+        s = (start + bs - 1) // bs * bs
+        e = (start + size) // bs * bs
+        out.append((s, e - s) if e > s else None)
+    return out
 
 
 @attrs.define(eq=False, kw_only=True)
 class KmemDriver(DaxDriver):
     name: str = "kmem"
     module: str = "kmem"
+    kmem_type: bool = True
+    adistance: int = MEMTIER_DEFAULT_DAX_ADISTANCE
 
-    def probe(self, dd: DevDax) -> None:
-        super().probe(dd)
-        mem = dd.sys.memory
-        bs = mem.policy.block_size
-        ranges = []
-        for start, size, _ in dd.ranges:
-            s = (start + bs - 1) // bs * bs
-            e = (start + size) // bs * bs
-            if e > s:
-                ranges.append((s, e - s))
-        if not ranges:
-            raise KernelError(errno.EINVAL, f"{dd.name}: rejecting DAX region without any memory after alignment")
+    def dax_probe(self, dd: DevDax) -> None:
+        sys = dd.sys
+        mem = sys.memory
         nid = dd.target_node
-        if nid not in dd.sys.nodes:
-            raise KernelError(errno.EINVAL, f"{dd.name}: target node {nid} does not exist")
-        added = []
+        if nid < 0:
+            raise KernelError(errno.EINVAL, f"{dd.name}: rejecting DAX region with invalid node: {nid}")
+        ranges = dax_kmem_ranges(dd, mem.policy.block_size)
+        for i, (r, (start, size, _)) in enumerate(zip(ranges, dd.ranges)):
+            if r is None:
+                sys.klog.dev_info(dd, f"mapping{i}: {start:#x}-{start + size - 1:#x} too small after alignment")
+        total = sum(r[1] for r in ranges if r)
+        if not total:
+            raise KernelError(errno.EINVAL, f"{dd.name}: rejecting DAX region without any memory after alignment")
+        if nid not in sys.nodes:
+            raise KernelError(errno.EINVAL, f"{dd.name}: node {nid} is not possible")
+        tiers = mem.tiers
+        tiers.init_node_memory_type(nid, self.adistance)
+        group = mem.register_static_group(nid, total // PAGE_SIZE)
+        done = [None] * len(ranges)
+        mapped = 0
         try:
-            for s, n in ranges:
-                mem.add_memory(s, n, nid, dd, dd.memmap_on_memory and mem.policy.memmap_on_memory)
-                added.append((s, n))
+            for i, r in enumerate(ranges):
+                if r is None:
+                    continue
+                s, n = r
+                try:
+                    claim = mem.iomem.request(s, n, dd.name)
+                except KernelError:
+                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve region", "warn")
+                    if mapped:
+                        continue
+                    raise KernelError(errno.EBUSY, f"{dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve region")
+                try:
+                    mem.add_memory(s, n, nid, dd, dd.memmap_on_memory, group)
+                except KernelError as e:
+                    mem.iomem.release(claim)
+                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} memory add failed", "warn")
+                    if mapped:
+                        continue
+                    raise e
+                done[i] = (s, n, claim)
+                mapped += 1
         except KernelError:
-            for s, n in added:
-                mem.remove_memory(s, n)
+            mem.unregister_group(group)
+            tiers.clear_node_memory_type(nid)
             raise
-        dd.kmem_state = added
-        node = dd.sys.nodes[nid]
-        if not node.registered:
-            from cxlsys.base.device import device_add
-            node.online = True
-            device_add(node)
+        dd.kmem_state = KmemData(group, done)
 
     def remove(self, dd: DevDax) -> None:
-        mem = dd.sys.memory
-        for s, n in dd.kmem_state or []:
+        sys = dd.sys
+        mem = sys.memory
+        data: KmemData = dd.kmem_state
+        if data is None:
+            return
+        success = 0
+        for i, r in enumerate(data.ranges):
+            if r is None:
+                continue
+            s, n, claim = r
             try:
                 mem.remove_memory(s, n)
-            except KernelError:
+            except KernelError as e:
+                sys.klog.log(e.reason, "warn")
+                sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} cannot be hotremoved until "
+                             "the next reboot", "err")
                 mem.leaked.append((s, n, dd.name))
-                dd.sys.klog.log(f"kmem {dd.name}: mapping {s:#x}-{s + n - 1:#x} cannot be hotremoved until the next reboot", "err")
+                for b in mem.blocks.values():
+                    if b.owner is dd and s <= b.start < s + n:
+                        b.owner = None
+                continue
+            mem.iomem.release(claim)
+            data.ranges[i] = None
+            success += 1
+        if success >= len(dd.ranges):
+            mem.unregister_group(data.group)
+            mem.tiers.clear_node_memory_type(dd.target_node)
         dd.kmem_state = None
+        sys.changed()
