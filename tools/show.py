@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from cxlsys.cxl.core.memdev import CxlMemdev
@@ -21,8 +22,9 @@ def _port_label(p: CxlPort) -> str:
     st = "" if p.kind == "root" or p.driver is not None else " [dim](disabled)[/]"
     if p.kind == "endpoint":
         md = p.uport
+        extra = f", HDM-DB, {md.info.flit}B flit" if md.info.hdm_db else ""
         return (f"[green]{p.name}[/] {md.name} ({md.parent.name}) ram {_size(md.ram_size)} pmem {_size(md.pmem_size)}"
-                f" serial {md.info.serial:#x}{st}")
+                f" serial {md.info.serial:#x}{extra}{st}")
     return f"[cyan]{p.name}[/] host {p.uport.name}, {len(p.dports)} dports, {len(p.decoders)} decoders{st}"
 
 
@@ -43,7 +45,7 @@ def build_tree(system) -> Tree:
                         if isinstance(r, CxlRegion):
                             tg = ", ".join(x.name for x in r.targets[: r.interleave_ways] if x is not None)
                             dn.add(f"[magenta]{r.name}[/] {r.mode} {_size(r.hpa_size)} x{r.interleave_ways} "
-                                   f"{STATE_NAMES[r.state]}{' bound' if r.driver else ''} [{tg}]")
+                                   f"{STATE_NAMES[r.state]}{' bound' if r.driver else ''} " + escape(f"[{tg}]"))
         for child in port.children.values():
             if isinstance(child, CxlPort):
                 add_port(n, child)
