@@ -297,6 +297,8 @@ class Sysfs:
                 raise
             finally:
                 self.sys.flush_work()
+            if not _is_pure(f.owner, f.store):
+                self.sys.content_gen += 1
             return len(data)
 
     # ------------------------------------------------------------------ whole tree
@@ -342,3 +344,12 @@ def kernfs_target_path(link_dir: str, target: str) -> str:
 
 def _accept(owner, buf):
     return None
+
+
+_accept.pure = True
+
+
+def _is_pure(owner, store) -> bool:
+    """Stores marked ``pure`` (bus flush, uevent) change no attribute value."""
+    fn = getattr(type(owner), store, None) if isinstance(store, str) else store
+    return bool(getattr(fn, "pure", False))

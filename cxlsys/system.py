@@ -46,7 +46,8 @@ BUILTIN_MODULES = ("cxl_core", "cxl_acpi", "cxl_port", "cxl_mem", "cxl_pmem", "c
 class System:
     lock: threading.RLock = attrs.field(factory=threading.RLock, repr=False)
     klog: KernelLog = attrs.field(factory=KernelLog, repr=False)
-    generation: int = 0
+    generation: int = 0          # bumped when the tree's shape changes (entries, links, modes)
+    content_gen: int = 0         # bumped by every store that may change some attribute's value
     top_devices: dict = attrs.field(factory=dict, repr=False)
     buses: dict = attrs.field(factory=dict, repr=False)
     nodes: dict = attrs.field(factory=dict, repr=False)

@@ -6,6 +6,7 @@ import ctypes
 import errno
 import os
 import stat
+import threading
 import time
 from typing import Callable, Optional
 
@@ -35,10 +36,17 @@ class SysfsOps(mfusepy.Operations):
         # no_open: answer the first OPEN with ENOSYS so the kernel stops sending OPEN/RELEASE (fastest).
         # Wrong-direction access then fails at read/write time (EACCES) instead of at open.
         self.no_open = no_open
+        self._deferred: list = []
+        self._cached: set = set()          # no_open: files whose contents the kernel may hold
+        self._cached_lock = threading.Lock()
+        self._kick = threading.Event()
+        if no_open:
+            threading.Thread(target=self._deferred_invalidator, daemon=True, name="cxlsys-inval").start()
         self.on_change = on_change
         self.fuse_ptr = None
         self.snap = sysfs.snapshot()
         self.seen_gen = self.sys.generation
+        self.seen_content = self.sys.content_gen
         self.t0 = int(time.time() * 1e9)
         self.uid = 0
         self.gid = 0
@@ -59,21 +67,46 @@ class SysfsOps(mfusepy.Operations):
 
     # ------------------------------------------------------------------ exactness
     def sync(self, exclude: Optional[str] = None) -> None:
-        """Tell the kernel about every entry that vanished or changed since the last sync."""
+        """Tell the kernel about every entry that vanished or changed since the last sync; in no_open
+        mode (the kernel caches contents) also drop the cached contents of every attribute file."""
         with self.sys.lock:
-            if self.sys.generation == self.seen_gen:
+            shape = self.sys.generation != self.seen_gen
+            content = self.sys.content_gen != self.seen_content
+            if not shape and not (content and self.no_open):
                 return
-            snap = self.fs.snapshot()
             old = self.snap
-            self.snap = snap
-            self.seen_gen = self.sys.generation
+            if shape:
+                self.snap = self.fs.snapshot()
+                self.seen_gen = self.sys.generation
+            self.seen_content = self.sys.content_gen
+            snap = self.snap
         if self.cache and self.fuse_ptr:
-            for p, v in old.items():
-                if snap.get(p) != v and p != exclude:
-                    _lib.fuse_invalidate_path(self.fuse_ptr, b"/" + p.encode())
-                    self.invalidations += 1
-        if self.on_change is not None:
+            stale = {p for p, v in old.items() if snap.get(p) != v}
+            if self.no_open:
+                # only files read since their last invalidation can have cached pages
+                with self._cached_lock:
+                    stale |= self._cached
+                    self._cached = set()
+            stale.discard(exclude)
+            for p in stale:
+                _lib.fuse_invalidate_path(self.fuse_ptr, b"/" + p.encode())
+                self.invalidations += 1
+            if self.no_open and exclude:
+                # the written file's own pages are locked by the write in progress: invalidate it
+                # once the reply has gone out (doing it from this handler deadlocks)
+                self._deferred.append(exclude)
+                self._kick.set()
+        if shape and self.on_change is not None:
             self.on_change(snap)
+
+    def _deferred_invalidator(self) -> None:
+        while True:
+            self._kick.wait()
+            self._kick.clear()
+            time.sleep(0.0005)
+            while self._deferred:
+                p = self._deferred.pop()
+                _lib.fuse_invalidate_path(self.fuse_ptr, b"/" + p.encode())
 
     # ------------------------------------------------------------------ metadata
     def _stat(self, e, path: str) -> dict:
@@ -129,8 +162,11 @@ class SysfsOps(mfusepy.Operations):
     # for; flush and release are left to libfuse (no Python round trip on close).
     def read(self, path, size, offset, fh):
         try:
-            if self.no_open and self.fs._file_entry(path).src.show is None:
-                raise mfusepy.FuseOSError(errno.EACCES)
+            if self.no_open:
+                if self.fs._file_entry(path).src.show is None:
+                    raise mfusepy.FuseOSError(errno.EACCES)
+                with self._cached_lock:
+                    self._cached.add(path.strip("/"))
             return self.fs.read(path)[offset:offset + size]
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)

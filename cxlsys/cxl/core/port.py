@@ -40,6 +40,9 @@ class CxlBus(Bus):
         self.sys.flush_work()
 
 
+CxlBus.flush_store.pure = True     # waits for queued work; the work itself bumps the generations
+
+
 @attrs.define(eq=False, kw_only=True)
 class CxlDevice(Device):
     """A device on the cxl bus: devtype and modalias files, ``cxl:t<N>``."""
