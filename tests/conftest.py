@@ -41,3 +41,20 @@ def cxlsys_run(script: str, topology: str = "cxl_test", params=(), timeout: int 
     if check and r.returncode != 0:
         raise AssertionError(f"cxlsys run failed ({r.returncode}):\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r
+
+
+# A 2-way ram region on decoder0.1 of cxl_test built with plain sysfs writes (cxl 76.1 refuses
+# `create-region -t ram`): one free endpoint decoder on the 2nd memdev of each of host bridges 0
+# and 1, 512M of DPA each, the region sized and targeted but not committed.  Leaves $d, $r, $e0, $e1.
+RAM_REGION_SETUP = r'''
+hb() { cxl list -M -p cxl_host_bridge.$1 | jq -r ".[$2].memdev"; }
+d=/sys/bus/cxl/devices
+m0=$(hb 0 1); m1=$(hb 1 1)
+e0=$(cxl list -Di -d endpoint -m $m0 | jq -r 'map(select(.dpa_size == 0 or .dpa_size == null)) | .[0].decoder')
+e1=$(cxl list -Di -d endpoint -m $m1 | jq -r 'map(select(.dpa_size == 0 or .dpa_size == null)) | .[0].decoder')
+for e in $e0 $e1; do echo ram > $d/$e/mode; echo 0x20000000 > $d/$e/dpa_size; done
+r=$(cat $d/decoder0.1/create_ram_region); echo $r > $d/decoder0.1/create_ram_region
+echo 4096 > $d/$r/interleave_granularity; echo 2 > $d/$r/interleave_ways
+echo 0x40000000 > $d/$r/size
+echo $e0 > $d/$r/target0; echo $e1 > $d/$r/target1
+'''

@@ -6,24 +6,14 @@ import json
 
 import pytest
 
-from conftest import cxlsys_run, needs_mount
+from conftest import RAM_REGION_SETUP, cxlsys_run, needs_mount
 from hotplug_topo import GiB, MiB, write_topology
 
 pytestmark = [needs_mount, pytest.mark.mount]
 
 # a 2-way ram region on decoder0.1 made with sysfs writes (cxl 76.1 refuses create-region -t ram),
 # committed, then enabled with cxl; $r is the region, $dev its dax device
-MAKE_RAM_REGION = r'''
-hb() { cxl list -M -p cxl_host_bridge.$1 | jq -r ".[$2].memdev"; }
-d=/sys/bus/cxl/devices
-m0=$(hb 0 1); m1=$(hb 1 1)
-e0=$(cxl list -Di -d endpoint -m $m0 | jq -r 'map(select(.dpa_size == 0 or .dpa_size == null)) | .[0].decoder')
-e1=$(cxl list -Di -d endpoint -m $m1 | jq -r 'map(select(.dpa_size == 0 or .dpa_size == null)) | .[0].decoder')
-for e in $e0 $e1; do echo ram > $d/$e/mode; echo 0x20000000 > $d/$e/dpa_size; done
-r=$(cat $d/decoder0.1/create_ram_region); echo $r > $d/decoder0.1/create_ram_region
-echo 4096 > $d/$r/interleave_granularity; echo 2 > $d/$r/interleave_ways
-echo 0x40000000 > $d/$r/size
-echo $e0 > $d/$r/target0; echo $e1 > $d/$r/target1
+MAKE_RAM_REGION = RAM_REGION_SETUP + r'''
 echo 1 > $d/$r/commit
 cxl enable-region $r 2>/dev/null
 dev=dax${r#region}.0

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import cxlsys_run, needs_mount
+from conftest import RAM_REGION_SETUP, cxlsys_run, needs_mount
 
 pytestmark = [needs_mount, pytest.mark.mount]
 
@@ -82,16 +82,7 @@ def test_refused_create_region_reports_the_kernel_errno():
 
 def test_ram_region_through_sysfs_binds_dax_region():
     # cxl 76.1 refuses `create-region -t ram`, so a ram region is made with plain writes
-    script = PICK + r'''
-    d=/sys/bus/cxl/devices
-    m0=$(hb 0 1); m1=$(hb 1 1)
-    e0=$(cxl list -Di -d endpoint -m $m0 | jq -r 'map(select(.dpa_size == 0 or .dpa_size == null)) | .[0].decoder')
-    e1=$(cxl list -Di -d endpoint -m $m1 | jq -r 'map(select(.dpa_size == 0 or .dpa_size == null)) | .[0].decoder')
-    for e in $e0 $e1; do echo ram > $d/$e/mode; echo 0x20000000 > $d/$e/dpa_size; done
-    r=$(cat $d/decoder0.1/create_ram_region); echo $r > $d/decoder0.1/create_ram_region
-    echo 4096 > $d/$r/interleave_granularity; echo 2 > $d/$r/interleave_ways
-    echo 0x40000000 > $d/$r/size
-    echo $e0 > $d/$r/target0; echo $e1 > $d/$r/target1
+    script = RAM_REGION_SETUP + r'''
     if echo $r > /sys/bus/cxl/drivers/cxl_region/bind 2>/dev/null; then echo bound-early; else echo enxio; fi
     echo 1 > $d/$r/commit
     echo $r > /sys/bus/cxl/drivers/cxl_region/bind
