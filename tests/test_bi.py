@@ -27,6 +27,16 @@ def _endpoint_decoders(s):
     return {m.info.serial: f"decoder{m.endpoint.port_id}.0" for m in s.cxl_bus.devices if isinstance(m, CxlMemdev)}
 
 
+def _new_region(fs, create_attr, ways=2, size="0x20000000", gran=4096):
+    """The two-step create handshake on decoder0.0, then granularity, ways and size."""
+    r = R(fs, f"decoder0.0/{create_attr}")
+    W(fs, f"decoder0.0/{create_attr}", r)
+    W(fs, f"{r}/interleave_granularity", gran)
+    W(fs, f"{r}/interleave_ways", ways)
+    W(fs, f"{r}/size", size)
+    return r
+
+
 def _states(fs):
     base = "kernel/debug/cxlsys/bi"
     return {c: fs.read(f"{base}/{c}/state").decode().strip() for c in fs.listdir(base)}
@@ -69,22 +79,14 @@ def test_bi_refusals_on_qemu_hdm_db():
     W(fs, f"{dec[1]}/dpa_size", "0")
     W(fs, f"{dec[1]}/bi", 1)
     W(fs, f"{dec[1]}/dpa_size", "0x10000000")
-    r = R(fs, "decoder0.0/create_ram_bi_region")
-    W(fs, "decoder0.0/create_ram_bi_region", r)
-    W(fs, f"{r}/interleave_granularity", 4096)
-    W(fs, f"{r}/interleave_ways", 2)
-    W(fs, f"{r}/size", "0x20000000")
+    r = _new_region(fs, "create_ram_bi_region")
     W(fs, f"{r}/target0", dec[1])
     with pytest.raises(KernelError) as e:
         W(fs, f"{r}/target1", dec[3])
     assert e.value.errno == errno.EINVAL and "non-BI decoder in a BI region" in e.value.reason
     # and a BI decoder cannot join a plain ram region
     W(fs, f"{r}/target0", "")
-    plain = R(fs, "decoder0.0/create_ram_region")
-    W(fs, "decoder0.0/create_ram_region", plain)
-    W(fs, f"{plain}/interleave_granularity", 4096)
-    W(fs, f"{plain}/interleave_ways", 2)
-    W(fs, f"{plain}/size", "0x20000000")
+    plain = _new_region(fs, "create_ram_region")
     with pytest.raises(KernelError) as e:
         W(fs, f"{plain}/target0", dec[1])
     assert e.value.errno == errno.EINVAL and "BI decoder in a non-BI region" in e.value.reason
@@ -98,11 +100,7 @@ def test_two_way_bi_region_over_hdm_db_devices_commits():
         W(fs, f"{dec[serial]}/mode", "ram")
         W(fs, f"{dec[serial]}/bi", 1)
         W(fs, f"{dec[serial]}/dpa_size", "0x10000000")
-    r = R(fs, "decoder0.0/create_ram_bi_region")
-    W(fs, "decoder0.0/create_ram_bi_region", r)
-    W(fs, f"{r}/interleave_granularity", 4096)
-    W(fs, f"{r}/interleave_ways", 2)
-    W(fs, f"{r}/size", "0x20000000")
+    r = _new_region(fs, "create_ram_bi_region")
     W(fs, f"{r}/target0", dec[1])
     W(fs, f"{r}/target1", dec[2])
     W(fs, f"{r}/commit", 1)

@@ -9,6 +9,7 @@ namespace dies with its processes, so nothing stays mounted on the host.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -159,6 +160,25 @@ def _stop_daemon(pid: int) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _served(system_factory, prefix: str, extra: str, cache: bool, allow_other: bool):
+    """A work dir with sys/ (the FUSE mount) and ``extra``/, the daemon serving the model there;
+    yields (work, mnt, extra dir, control socket), or None if the daemon did not come up.  The
+    caller unmounts what it mounted; the daemon is stopped and the work dir removed here."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    mnt, other, ctl = os.path.join(work, "sys"), os.path.join(work, extra), os.path.join(work, "control.sock")
+    os.mkdir(mnt)
+    os.mkdir(other)
+    pid = _start_daemon(system_factory(), work, mnt, ctl, cache, allow_other)
+    try:
+        yield (work, mnt, other, ctl) if _wait_mounted(pid, mnt, ctl, work) else None
+    finally:
+        if os.environ.get("CXLSYS_DEBUG"):
+            _show_log(work)
+        _stop_daemon(pid)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _env(work: str, ctl: str) -> dict:
     env = dict(os.environ)
     env["PATH"] = write_shims(os.path.join(work, "bin")) + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -178,32 +198,21 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
         return 126
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     mount("none", "/", None, MS_REC | MS_PRIVATE)
-    work = tempfile.mkdtemp(prefix="cxlsys-run.")
-    mnt, hostdev, ctl = os.path.join(work, "sys"), os.path.join(work, "hostdev"), os.path.join(work, "control.sock")
-    os.mkdir(mnt)
-    os.mkdir(hostdev)
-    pid = _start_daemon(system_factory(), work, mnt, ctl, cache, allow_other=True)
-    rc = 1
-    try:
-        if not _wait_mounted(pid, mnt, ctl, work):
+    with _served(system_factory, "cxlsys-run.", "hostdev", cache, allow_other=True) as served:
+        if served is None:
             return 1
-        mount("/dev", hostdev, None, MS_BIND | MS_REC)
-        mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
-        _populate_dev(hostdev, "/dev")
-        mount(mnt, "/sys", None, MS_BIND)
-        from fuse_mount.control import request
-        request(ctl, {"cmd": "devsync", "root": "/dev"})
-        rc = _run_child(cmd, _env(work, ctl))
-    finally:
-        if os.environ.get("CXLSYS_DEBUG"):
-            _show_log(work)
-        umount("/sys")
-        umount("/dev")
-        umount(hostdev)
-        umount(mnt)
-        _stop_daemon(pid)
-        shutil.rmtree(work, ignore_errors=True)
-    return rc
+        work, mnt, hostdev, ctl = served
+        try:
+            mount("/dev", hostdev, None, MS_BIND | MS_REC)
+            mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
+            _populate_dev(hostdev, "/dev")
+            mount(mnt, "/sys", None, MS_BIND)
+            from fuse_mount.control import request
+            request(ctl, {"cmd": "devsync", "root": "/dev"})
+            return _run_child(cmd, _env(work, ctl))
+        finally:
+            for m in ("/sys", "/dev", hostdev, mnt):
+                umount(m)
 
 
 def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
@@ -212,25 +221,16 @@ def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
     linked programs that go through glibc (cxl, daxctl, bash builtins, coreutils); needs /dev/fuse
     usable by the caller and fusermount3."""
     import subprocess
-    work = tempfile.mkdtemp(prefix="cxlsys-umockdev.")
-    mnt, dev, ctl = os.path.join(work, "sys"), os.path.join(work, "dev"), os.path.join(work, "control.sock")
-    os.mkdir(mnt)
-    os.mkdir(dev)
-    pid = _start_daemon(system_factory(), work, mnt, ctl, cache, allow_other=False)
-    rc = 1
-    try:
-        if not _wait_mounted(pid, mnt, ctl, work):
+    with _served(system_factory, "cxlsys-umockdev.", "dev", cache, allow_other=False) as served:
+        if served is None:
             return 1
-        from fuse_mount.control import request
-        request(ctl, {"cmd": "devsync", "root": dev, "style": "umockdev"})
-        env = _env(work, ctl)
-        env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)
-        env["UMOCKDEV_DIR"] = work
-        rc = _run_child(cmd, env)
-    finally:
-        if os.environ.get("CXLSYS_DEBUG"):
-            _show_log(work)
-        subprocess.call(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
-        _stop_daemon(pid)
-        shutil.rmtree(work, ignore_errors=True)
-    return rc
+        work, mnt, dev, ctl = served
+        try:
+            from fuse_mount.control import request
+            request(ctl, {"cmd": "devsync", "root": dev, "style": "umockdev"})
+            env = _env(work, ctl)
+            env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)
+            env["UMOCKDEV_DIR"] = work
+            return _run_child(cmd, env)
+        finally:
+            subprocess.call(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
