@@ -51,9 +51,7 @@ class FakeSysfs:
             gone = [p for p in self.known if snap.get(p) != self.known[p]]
             for p in sorted(gone, key=lambda x: x.count("/"), reverse=True):
                 full = self._full(p)
-                if self.fs.isdir(full) and not self.fs.islink(full):
-                    self._rmtree(full)
-                elif self.fs.exists(full, check_link=True):
+                if self.fs.exists(full, check_link=True):     # a directory goes with its subtree
                     self.fs.remove_object(full)
             for p in sorted(snap, key=lambda x: x.count("/")):
                 kind, mode, target = snap[p]
@@ -72,15 +70,6 @@ class FakeSysfs:
             self.known = snap
         finally:
             self._busy = False
-
-    def _rmtree(self, path: str) -> None:
-        for name in self.fs.listdir(path):
-            sub = f"{path}/{name}"
-            if self.fs.isdir(sub) and not self.fs.islink(sub):
-                self._rmtree(sub)
-            else:
-                self.fs.remove_object(sub)
-        self.fs.remove_object(path)
 
     def _store(self, p: str):
         def side_effect(fake_file) -> None:

@@ -211,27 +211,27 @@ class Sysfs:
             self._cache[path] = e
             return e
 
+    def _follow(self, path: str):
+        """(entry, path) at ``path`` with symlinks followed (at most 40 hops, like the VFS)."""
+        e = self.lookup(path)
+        for _ in range(40):
+            if e is None or e.kind != S_LINK:
+                return e, path
+            path = e.target
+            e = self.lookup(path)
+        return None, path
+
     def _resolve(self, path: str) -> Optional[Entry]:
         if path == "":
             return _dir(("root",))
         parent, _, name = path.rpartition("/")
-        pe = self.lookup(parent)
-        depth = 0
-        while pe is not None and pe.kind == S_LINK:   # a symlink in the middle of a path
-            pe = self.lookup(pe.target)
-            depth += 1
-            if depth > 40:
-                return None
+        pe, _ = self._follow(parent)          # a symlink in the middle of a path
         if pe is None or pe.kind != S_DIR:
             return None
         return self._kids(pe.src).get(name)
 
     def _dir_entry(self, path: str) -> Entry:
-        e = self.lookup(path)
-        seen = 0
-        while e is not None and e.kind == S_LINK and seen < 40:
-            e = self.lookup(e.target)
-            seen += 1
+        e, _ = self._follow(path)
         if e is None:
             raise KernelError(errno.ENOENT, f"{path}: no such file or directory")
         return e
@@ -253,17 +253,9 @@ class Sysfs:
         return kernfs_target_path(self.realpath(posixpath.dirname(path.strip("/"))), e.target)
 
     def realpath(self, path: str) -> str:
-        parts = [p for p in path.strip("/").split("/") if p]
         cur = ""
-        for i, p in enumerate(parts):
-            nxt = f"{cur}/{p}".strip("/")
-            e = self.lookup(nxt)
-            n = 0
-            while e is not None and e.kind == S_LINK and n < 40:
-                nxt = e.target
-                e = self.lookup(nxt)
-                n += 1
-            cur = nxt
+        for p in (p for p in path.strip("/").split("/") if p):
+            _, cur = self._follow(f"{cur}/{p}".strip("/"))
         return cur
 
     def _file_entry(self, path: str) -> Entry:

@@ -17,7 +17,6 @@ def sync_dev_nodes(system, dev_root: str) -> None:
     for d in Sysfs(system)._all_devices():
         if d.devt is not None and d.devname:
             want[d.devname] = d.devt
-    have_dirs = {"cxl"}
     cxl_dir = os.path.join(dev_root, "cxl")
     os.makedirs(cxl_dir, exist_ok=True)
     # remove stale nodes we own: /dev/cxl/* and /dev/daxX.Y
@@ -41,7 +40,6 @@ def sync_dev_nodes(system, dev_root: str) -> None:
         except FileNotFoundError:
             pass
         os.mknod(p, 0o600 | stat.S_IFCHR, rdev)
-    del have_dirs
 
 
 def sync_umockdev_nodes(system, dev_root: str) -> None:

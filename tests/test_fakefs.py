@@ -47,6 +47,10 @@ def test_python_provisioning_against_fake_sys(cxl_sysfs):
     assert r.state == COMMIT and r.hpa_size == 1 << 30
     assert open(f"/sys/bus/cxl/devices/{name}/commit").read() == "1\n"
     assert open("/sys/bus/cxl/devices/decoder0.2/create_pmem_region").read() != name + "\n"
+    with open("/sys/bus/cxl/devices/decoder0.2/delete_region", "w") as f:
+        f.write(name + "\n")
+    assert not os.path.exists(f"/sys/bus/cxl/devices/{name}")
+    assert name not in os.listdir("/sys/devices/platform/cxl_acpi.0/root0/decoder0.2")
 
 
 def test_refused_write_raises_kernel_errno(cxl_sysfs):

@@ -598,7 +598,7 @@ def region_setup_targets(cxlr: CxlRegion, verify: bool = False) -> None:
                         pdec = parent.regions[cxlr].decoder
                         parent_ig, parent_iw = pdec.interleave_granularity, pdec.interleave_ways
                     iw = ref.nr_targets
-                    ig = parent_ig * parent_iw if iw > 1 else parent_ig * parent_iw
+                    ig = parent_ig * parent_iw
                     if ig > 16384 or ig < 256:
                         raise KernelError(errno.EINVAL, f"{cxlr.name}: {port.name}: granularity {ig} not encodable")
                     if iw > 8 or (isinstance(dec, CxlSwitchDecoder) and iw > dec.nr_targets):
