@@ -36,7 +36,7 @@ def main():
         f.write(INNER)
     with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as lp:
         lp.write(LOOP)
-    cmd = [sys.executable, "-m", "tools.cli", "run", "--topology", a.topology]
+    cmd = [sys.executable, "-m", "cxlsys", "run", "--topology", a.topology]
     if a.no_cache:
         cmd.append("--no-cache")
     out = subprocess.run(cmd + ["--", "bash", f.name, str(a.runs), lp.name], cwd=ROOT, capture_output=True,

@@ -113,7 +113,7 @@ def through_mount(topology: str) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
         f.write(MOUNT_SCRIPT)
     try:
-        out = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--topology", topology, "--",
+        out = subprocess.run([sys.executable, "-m", "cxlsys", "run", "--topology", topology, "--",
                               "bash", f.name], cwd=ROOT, capture_output=True, text=True, timeout=3600)
     finally:
         os.unlink(f.name)

@@ -2,30 +2,21 @@
 
 ``cxlsys/`` holds the simulator's own knobs: fault injection and component state that no
 kernel sysfs file shows, e.g. ``cxlsys/bi/<component>/{state,nr_bi,inject}`` for the
-Back-Invalidate proposal.  Trees are built from :class:`VDir` / :class:`VFile`.
+Back-Invalidate proposal.  Trees are kernfs nodes (:mod:`cxlsys.kernfs`): ``VDir(entries)`` is a
+directory whose ``entries()`` gives ``name -> node``, ``VFile(mode, show, store)`` a file with
+plain callables (debugfs files belong to no device).
 """
 
 from __future__ import annotations
 
 import errno
-from typing import Callable, Optional
-
-import attrs
 
 from cxlsys.errors import KernelError
+from cxlsys.kernfs import KDir, KFile
 from cxlsys.kstrto import strip_newline
 
-
-@attrs.define(eq=False)
-class VFile:
-    mode: int
-    show: Optional[Callable[[], str]] = None
-    store: Optional[Callable[[str], None]] = None
-
-
-@attrs.define(eq=False)
-class VDir:
-    entries: Callable[[], dict]      # name -> VDir | VFile
+VFile = KFile      # a debugfs file: VFile(mode, show, store)
+VDir = KDir        # a virtual directory: VDir(entries)
 
 
 def debugfs_root(sys) -> VDir:

@@ -35,7 +35,7 @@ class FakeSysfs:
         return f"{self.root}/{p}"
 
     def _content(self, p: str, e) -> bytes:
-        if e.src.show is None:
+        if not e.readable:
             return b""
         try:
             return self.sysfs.read(p)

@@ -16,9 +16,9 @@ import attrs
 from cxlsys.base.device import Device, device_add, device_del
 from cxlsys.base.pci import PciDevice, PciRoot
 from cxlsys.base.platform import PlatformDevice
-from cxlsys.cxl import cxl as C
+from cxlsys.cxl.core.bi import FLIT_256, BiComponent
 from cxlsys.cxl.core.hdm import HdmCap, HdmRegs
-from cxlsys.cxl.core.memdev import MemdevInfo
+from cxlsys.cxl.core.memdev import MemdevInfo, devm_cxl_add_memdev
 from cxlsys.cxl_test import MockMemDevice
 from cxlsys.topology import Topology
 
@@ -60,7 +60,7 @@ class Machine:
 
     # ------------------------------------------------------------------ build
     def build(self) -> None:
-        t, sys = self.topo, self.sys
+        t = self.topo
         mock = t.module == "cxl_test"
         self.memdev_driver = t.memdev_driver or ("cxl_mock_mem" if mock else "cxl_pci")
         self.host_bridges = list(t.host_bridges)
@@ -88,7 +88,6 @@ class Machine:
 
     def _bi_components(self) -> None:
         """BI Decoders on root ports, switch DSPs and HDM-DB devices; BI Route Tables on 256B-flit USPs."""
-        from cxlsys.cxl.core.bi import FLIT_256, BiComponent
         t = self.topo
         for rp in t.root_ports:
             self.bi_components[rp.name] = BiComponent(rp.name, "decoder", explicit_commit=False)
@@ -235,7 +234,6 @@ class Machine:
 
     def probe_memdev(self, pdev) -> None:
         """What cxl_pci (or cxl_test's cxl_mock_mem) does at probe: read the device, add ``memN``."""
-        from cxlsys.cxl.core.memdev import devm_cxl_add_memdev
         info, cap = self.memdev_info(pdev.name)
         devm_cxl_add_memdev(pdev, info, cap, pdev.numa_node)
 

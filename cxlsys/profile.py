@@ -10,14 +10,17 @@ import errno
 
 import attrs
 
+# The HDM-DB Back-Invalidate proposal's user-visible names.  None is in a merged kernel (the series
+# was read only in part), so they are declared here and the attribute tables use these constants:
+BI_CREATE_ATTR = "create_ram_bi_region"   # root decoder: two-step name handshake, region marked BI
+BI_DECODER_ATTR = "bi"                    # endpoint decoder: 0/1, written before attach/commit
+
 
 @attrs.frozen
 class BiUapi:
-    """The HDM-DB Back-Invalidate proposal's user ABI.  None of these names is in a merged kernel
-    (the series was read only in part), so they live here, switchable in one place."""
+    """The HDM-DB Back-Invalidate proposal's user ABI besides its names (``BI_*_ATTR`` above):
+    its errnos, switchable in one place."""
 
-    create_attr: str = "create_ram_bi_region"   # root decoder: two-step name handshake, region marked BI
-    decoder_attr: str = "bi"                    # endpoint decoder: 0/1, written before attach/commit
     # errno choices, following the closest existing CXL core conventions:
     err_not_capable: int = errno.ENXIO          # device or path cannot do BI (like the HDM capability check)
     err_mismatch: int = errno.EINVAL            # BI decoder in a non-BI region or the reverse (like mode mismatch)

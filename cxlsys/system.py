@@ -15,16 +15,16 @@ from typing import Callable, Optional
 import attrs
 
 from cxlsys.base.bus import Bus
-from cxlsys.base.device import Device, device_add, device_del
-from cxlsys.base.memory import MemoryHotplug, MemoryPolicy
+from cxlsys.base.changes import ChangeTracker
+from cxlsys.base.device import Device, device_add
+from cxlsys.base.module import Module
 from cxlsys.base.node import build_nodes
-from cxlsys.base.pci import CxlPciDriver
-from cxlsys.base.platform import PlatformDriver
 from cxlsys.cxl.acpi import CxlAcpiDriver
 from cxlsys.cxl.core.pmem import pmem_drivers
 from cxlsys.cxl.core.port import CxlBus
 from cxlsys.cxl.core.region import CxlRegionDriver
 from cxlsys.cxl.mem import CxlMemDriver
+from cxlsys.cxl.pci import CxlPciDriver
 from cxlsys.cxl.port import CxlPortDriver
 from cxlsys.cxl_test import CxlMockMemDriver
 from cxlsys.dax.bus import DaxBus, DaxDriver
@@ -34,8 +34,9 @@ from cxlsys.errors import KernelError
 from cxlsys.ida import IDA
 from cxlsys.klog import KernelLog
 from cxlsys.machine import Machine
+from cxlsys.mm.memory_hotplug import MemoryHotplug, MemoryPolicy
 from cxlsys.profile import DEFAULT, PROFILES, KernelProfile
-from cxlsys.topology import Topology, load_topology
+from cxlsys.topology import NodeCfg, Topology, load_topology
 
 # modules whose /sys/module/<name>/initstate reads "live" (libkmod must never load a real one)
 BUILTIN_MODULES = ("cxl_core", "cxl_acpi", "cxl_port", "cxl_mem", "cxl_pmem", "cxl_pci", "dax_cxl",
@@ -46,8 +47,7 @@ BUILTIN_MODULES = ("cxl_core", "cxl_acpi", "cxl_port", "cxl_mem", "cxl_pmem", "c
 class System:
     lock: threading.RLock = attrs.field(factory=threading.RLock, repr=False)
     klog: KernelLog = attrs.field(factory=KernelLog, repr=False)
-    generation: int = 0          # bumped when the tree's shape changes (entries, links, modes)
-    content_gen: int = 0         # bumped by every store that may change some attribute's value
+    changes: ChangeTracker = attrs.field(factory=ChangeTracker, repr=False)   # what the projection must re-read
     top_devices: dict = attrs.field(factory=dict, repr=False)
     buses: dict = attrs.field(factory=dict, repr=False)
     nodes: dict = attrs.field(factory=dict, repr=False)
@@ -55,7 +55,7 @@ class System:
     machine: Optional[Machine] = attrs.field(default=None, repr=False)
     topology: Optional[Topology] = None
     params: dict = attrs.field(factory=dict)
-    modules: dict = attrs.field(factory=dict)        # loaded module -> params
+    modules: dict = attrs.field(factory=dict)        # name -> Module (/sys/module)
     work: list = attrs.field(factory=list, repr=False)
     cxl_port_ida: IDA = attrs.field(factory=lambda: IDA("cxl_port_ida"))
     cxl_memdev_ida: IDA = attrs.field(factory=lambda: IDA("cxl_memdev_ida", max=65535))
@@ -98,7 +98,6 @@ class System:
         self.memory = MemoryHotplug(self, pol)
         system = self.top_devices["system"]
         self.memory.setup(system)
-        from cxlsys.topology import NodeCfg
         build_nodes(self, system, topology.nodes if topology else [NodeCfg(id=0, cpus=[0, 1], memory=4 << 30)])
         # drivers (modules), in the order the kernel's module init would register them
         for drv in (CxlPortDriver(), CxlMemDriver(), CxlRegionDriver(), *pmem_drivers(), CxlDaxRegionDriver()):
@@ -109,7 +108,7 @@ class System:
         self.dax_bus.register_driver(DaxDriver(name="device_dax", module="device_dax"))
         self.dax_bus.register_driver(KmemDriver())
         for m in BUILTIN_MODULES:
-            self.modules.setdefault(m, {})
+            self.modules.setdefault(m, Module(m))
 
     # the cxl bus is used everywhere; keep a direct handle
     cxl_bus: CxlBus = attrs.field(default=None, repr=False)
@@ -131,11 +130,11 @@ class System:
             self.machine = Machine(self, t, p)
             self.machine.build()
             if t.module:
-                self.modules[t.module] = dict(p)
+                self.modules[t.module] = Module.loaded(t.module, p)
             self.machine.plug()
             self.flush_work()
             self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} loaded {p if p else ''}".rstrip())
-            self.changed()
+            self.changes.everything()
 
     def unload(self) -> None:
         with self.lock:
@@ -147,7 +146,7 @@ class System:
                 self.modules.pop(self.topology.module, None)
             self.machine = None
             self.klog.log(f"{self.topology.module or 'cxlsys'}: topology {self.topology.name} unloaded")
-            self.changed()
+            self.changes.everything()
 
     def modprobe(self, args: list) -> None:
         """The modprobe shim: ``[-r] name [key=value ...]``; unknown modules are accepted silently."""
@@ -181,8 +180,13 @@ class System:
         self.load(params)
 
     # ------------------------------------------------------------------ helpers for the model
-    def changed(self) -> None:
-        self.generation += 1
+    def all_devices(self):
+        """Every registered device, parents before children."""
+        stack = list(reversed(self.top_devices.values()))
+        while stack:
+            d = stack.pop()
+            yield d
+            stack.extend(reversed(d.children.values()))
 
     def queue_work(self, fn: Callable[[], None]) -> None:
         self.work.append(fn)
@@ -200,7 +204,6 @@ class System:
 
     def hpa_busy_ranges(self, root) -> list:
         """HPA inside ``root``'s window that is not free: memory left online by a forced teardown."""
-        bs = self.memory.policy.block_size
         out = []
         for s, n, _ in self.memory.leaked:
             if root.hpa_start <= s < root.hpa_start + root.hpa_size:

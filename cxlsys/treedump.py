@@ -17,13 +17,16 @@ from cxlsys.sysfs import S_DIR, S_LINK, Sysfs
 
 GOLDEN_ROOTS = ("/sys/bus/cxl", "/sys/bus/dax", "/sys/devices/platform/cxl_acpi.0")
 SKIP = re.compile(r"(^|/)(power|subsystem)$|/memory/memory\d+$")
+_NEVER = re.compile(r"(?!)")
 
 
 def _fmt(v: bytes) -> str:
     return v[:300].decode("utf-8", "replace").replace("\n", "|")
 
 
-def dump_model(fs: Sysfs, roots) -> list:
+def dump_model(fs: Sysfs, roots, skip=SKIP) -> list:
+    """The model's projection below ``roots``; ``skip=None`` descends everything."""
+    skip = skip or _NEVER
     out = []
     for root in roots:
         rel = root[len("/sys/"):]
@@ -36,27 +39,28 @@ def dump_model(fs: Sysfs, roots) -> list:
             full = "/sys/" + p
             if e.kind == S_DIR:
                 out.append(f"{full}\tdir")
-                if SKIP.search(p) and p != rel:
+                if skip.search(p) and p != rel:
                     continue
-                kids = fs._children(e.src)
+                kids = fs.entries(p)
                 for name in sorted(kids, reverse=True):
                     cp = f"{p}/{name}"
-                    if SKIP.search(cp) and kids[name].kind != S_DIR:
+                    if skip.search(cp) and kids[name].kind != S_DIR:
                         continue
                     stack.append((cp, kids[name]))
             elif e.kind == S_LINK:
                 out.append(f"{full}\tlink\t{fs.readlink(p)}")
             else:
                 try:
-                    v = _fmt(fs.read(p)) if e.src.show is not None else "<Permission denied>"
+                    v = _fmt(fs.read(p)) if e.readable else "<Permission denied>"
                 except KernelError as err:
                     v = f"<{os.strerror(err.errno)}>"
                 out.append(f"{full}\tfile\t{e.mode:o}\t{v}")
     return out
 
 
-def dump_real(root_dir: str, roots) -> list:
+def dump_real(root_dir: str, roots, skip=SKIP) -> list:
     """The same format from a mounted tree (``root_dir`` plays /sys)."""
+    skip = skip or _NEVER
     out = []
     for root in roots:
         base = os.path.join(root_dir, root[len("/sys/"):])
@@ -71,11 +75,11 @@ def dump_real(root_dir: str, roots) -> list:
                 out.append(f"{rel}\tlink\t{os.readlink(p)}")
             elif stat.S_ISDIR(st.st_mode):
                 out.append(f"{rel}\tdir")
-                if SKIP.search(rel) and p != base:
+                if skip.search(rel) and p != base:
                     continue
                 for name in sorted(os.listdir(p), reverse=True):
                     cp = os.path.join(p, name)
-                    if SKIP.search("/sys/" + os.path.relpath(cp, root_dir)) and not os.path.isdir(cp):
+                    if skip.search("/sys/" + os.path.relpath(cp, root_dir)) and not os.path.isdir(cp):
                         continue
                     stack.append(cp)
             else:

@@ -1,12 +1,11 @@
 """The daemon's control socket: modprobe, dmesg/journalctl and flush for shims and the CLI.
 
 One JSON object per connection each way: ``{"cmd": "modprobe", "args": [...]}`` ->
-``{"rc": 0, "out": "...", "err": "..."}``.
+``{"rc": 0, "out": "...", "err": "..."}``; the client is :func:`fuse_mount.client.request`.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
@@ -14,6 +13,8 @@ import threading
 import time
 
 from cxlsys.errors import KernelError
+from cxlsys.sysfs import Sysfs
+from cxlsys.treedump import SKIP, dump_model
 
 
 def serve(path: str, system, hooks: dict) -> threading.Thread:
@@ -86,21 +87,12 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
     if cmd == "devsync":
         hooks["devsync"](req.get("root", "/dev"), req.get("style", "mknod"))
         return {"rc": 0, "out": "", "err": ""}
+    if cmd == "dump":
+        # a fresh projection of the model (nothing memoized): what the mount must be serving
+        with system.lock:
+            lines = dump_model(Sysfs(system), req.get("roots") or ["/sys/bus", "/sys/devices"],
+                               skip=None if req.get("all") else SKIP)
+        return {"rc": 0, "out": "".join(x + "\n" for x in lines), "err": ""}
     if cmd == "ping":
         return {"rc": 0, "out": "pong\n", "err": ""}
     return {"rc": 2, "out": "", "err": f"cxlsys: unknown control command {cmd!r}\n"}
-
-
-def request(path: str, req: dict, timeout: float = 60.0) -> dict:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(path)
-    with s:
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)

@@ -6,17 +6,14 @@ import os
 import stat
 from typing import Optional
 
+from cxlsys.sysfs import Sysfs
 from fuse_mount import control
 from fuse_mount.ops import SysfsOps, mfusepy
-from cxlsys.sysfs import Sysfs
 
 
 def sync_dev_nodes(system, dev_root: str) -> None:
     """Keep ``dev_root`` (the namespace's /dev) holding a char node per model char device."""
-    want = {}
-    for d in Sysfs(system)._all_devices():
-        if d.devt is not None and d.devname:
-            want[d.devname] = d.devt
+    want = Sysfs(system).char_devices()
     cxl_dir = os.path.join(dev_root, "cxl")
     os.makedirs(cxl_dir, exist_ok=True)
     # remove stale nodes we own: /dev/cxl/* and /dev/daxX.Y
@@ -46,10 +43,7 @@ def sync_umockdev_nodes(system, dev_root: str) -> None:
     """umockdev's way of faking /dev nodes for an LD_PRELOAD redirect: a plain file per node and a
     symlink ``.node/<path with / as _>`` -> ``c<major>:<minor>`` that its stat() wrapper turns into a
     char device."""
-    want = {}
-    for d in Sysfs(system)._all_devices():
-        if d.devt is not None and d.devname:
-            want[d.devname] = d.devt
+    want = Sysfs(system).char_devices()
     node_dir = os.path.join(dev_root, ".node")
     os.makedirs(node_dir, exist_ok=True)
     for name in os.listdir(node_dir):
@@ -81,7 +75,7 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
     def devsync(root: str, style: str = "mknod") -> None:
         fn = sync_umockdev_nodes if style == "umockdev" else sync_dev_nodes
         fn(system, root)
-        ops.on_change = lambda snap: fn(system, root)
+        ops.on_change = lambda: fn(system, root)
 
     if dev_root:
         devsync(dev_root)

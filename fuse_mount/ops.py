@@ -14,7 +14,7 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
 import mfusepy  # noqa: E402
 
 from cxlsys.errors import KernelError  # noqa: E402
-from cxlsys.sysfs import S_DIR, S_FILE, S_LINK, Sysfs  # noqa: E402
+from cxlsys.sysfs import S_DIR, S_FILE, Sysfs  # noqa: E402
 
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
 ATTR_FILE_SIZE = 4096
@@ -28,7 +28,7 @@ _lib.fuse_invalidate_path.restype = ctypes.c_int
 class SysfsOps(mfusepy.Operations):
     use_ns = True
 
-    def __init__(self, sysfs: Sysfs, cache: bool = True, on_change: Optional[Callable[[dict], None]] = None,
+    def __init__(self, sysfs: Sysfs, cache: bool = True, on_change: Optional[Callable[[], None]] = None,
                  no_open: bool = False):
         self.fs = sysfs
         self.sys = sysfs.sys
@@ -37,16 +37,14 @@ class SysfsOps(mfusepy.Operations):
         # Wrong-direction access then fails at read/write time (EACCES) instead of at open.
         self.no_open = no_open
         self._deferred: list = []
-        self._cached: set = set()          # no_open: files whose contents the kernel may hold
-        self._cached_lock = threading.Lock()
+        self._served: dict = {}            # no_open: path -> contents the kernel may hold in its page cache
+        self._served_lock = threading.Lock()
         self._kick = threading.Event()
         if no_open:
             threading.Thread(target=self._deferred_invalidator, daemon=True, name="cxlsys-inval").start()
-        self.on_change = on_change
+        self.on_change = on_change         # called when devices came or went (/dev node sync)
         self.fuse_ptr = None
-        self.snap = sysfs.snapshot()
-        self.seen_gen = self.sys.generation
-        self.seen_content = self.sys.content_gen
+        self.fs.sync()
         self.t0 = int(time.time() * 1e9)
         self.uid = 0
         self.gid = 0
@@ -67,26 +65,25 @@ class SysfsOps(mfusepy.Operations):
 
     # ------------------------------------------------------------------ exactness
     def sync(self, exclude: Optional[str] = None) -> None:
-        """Tell the kernel about every entry that vanished or changed since the last sync; in no_open
-        mode (the kernel caches contents) also drop the cached contents of every attribute file."""
+        """Tell the kernel about every entry the projection reports stale (vanished, or another
+        kind, mode or link target); in no_open mode (the kernel caches contents) also drop the
+        cached contents of every file whose value now reads differently."""
         with self.sys.lock:
-            shape = self.sys.generation != self.seen_gen
-            content = self.sys.content_gen != self.seen_content
-            if not shape and not (content and self.no_open):
-                return
-            old = self.snap
-            if shape:
-                self.snap = self.fs.snapshot()
-                self.seen_gen = self.sys.generation
-            self.seen_content = self.sys.content_gen
-            snap = self.snap
+            ch = self.fs.sync()
+            stale = set(ch.stale)
+            if self.no_open and ch.values:
+                with self._served_lock:
+                    served, self._served = self._served, {}
+                for p, data in served.items():
+                    try:
+                        now = self.fs.read(p)
+                    except KernelError:
+                        now = None
+                    if now != data:
+                        stale.add(p)
+                    else:
+                        self._served[p] = data
         if self.cache and self.fuse_ptr:
-            stale = {p for p, v in old.items() if snap.get(p) != v}
-            if self.no_open:
-                # only files read since their last invalidation can have cached pages
-                with self._cached_lock:
-                    stale |= self._cached
-                    self._cached = set()
             stale.discard(exclude)
             for p in stale:
                 _lib.fuse_invalidate_path(self.fuse_ptr, b"/" + p.encode())
@@ -94,10 +91,12 @@ class SysfsOps(mfusepy.Operations):
             if self.no_open and exclude:
                 # the written file's own pages are locked by the write in progress: invalidate it
                 # once the reply has gone out (doing it from this handler deadlocks)
+                with self._served_lock:
+                    self._served.pop(exclude, None)
                 self._deferred.append(exclude)
                 self._kick.set()
-        if shape and self.on_change is not None:
-            self.on_change(snap)
+        if ch.devices and self.on_change is not None:
+            self.on_change()
 
     def _deferred_invalidator(self) -> None:
         while True:
@@ -151,9 +150,9 @@ class SysfsOps(mfusepy.Operations):
         if e.kind != S_FILE:
             raise mfusepy.FuseOSError(errno.EISDIR)
         acc = fi.flags & os.O_ACCMODE
-        if acc in (os.O_RDONLY, os.O_RDWR) and e.src.show is None:
+        if acc in (os.O_RDONLY, os.O_RDWR) and not e.readable:
             raise mfusepy.FuseOSError(errno.EACCES)
-        if acc in (os.O_WRONLY, os.O_RDWR) and (e.src.store is None or not e.mode & 0o222):
+        if acc in (os.O_WRONLY, os.O_RDWR) and not e.writable:
             raise mfusepy.FuseOSError(errno.EACCES)
         fi.direct_io = 1
         return 0
@@ -163,18 +162,22 @@ class SysfsOps(mfusepy.Operations):
     def read(self, path, size, offset, fh):
         try:
             if self.no_open:
-                if self.fs._file_entry(path).src.show is None:
+                e = self.fs.lookup(path)
+                if e is not None and e.kind == S_FILE and not e.readable:
                     raise mfusepy.FuseOSError(errno.EACCES)
-                with self._cached_lock:
-                    self._cached.add(path.strip("/"))
-            return self.fs.read(path)[offset:offset + size]
+                if e is not None and not e.binary:
+                    data = self.fs.read(path)
+                    with self._served_lock:
+                        self._served[path.strip("/")] = data
+                    return data[offset:offset + size]
+            return self.fs.read_at(path, offset, size)
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
 
     def write(self, path, data, offset, fh):
         p = path.strip("/")
         try:
-            n = self.fs.write(p, data)
+            n = self.fs.write(p, data, offset)
         except KernelError as err:
             self.sync(exclude=p)
             raise mfusepy.FuseOSError(err.errno)

@@ -7,9 +7,10 @@ import pytest
 from cxlsys.cxl import cxl as C
 from cxlsys.cxl.core import hdm, region
 from cxlsys.cxl.core.hdm import HdmCap
-from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlRootDecoder
+from cxlsys.cxl.core.port import CxlRootDecoder
 from cxlsys.errors import KernelError
 from cxlsys.system import System
+from cxlsys.testing import devices, endpoint_decoders, memdev
 
 
 @pytest.mark.parametrize("ways,eiw", [(1, 0), (2, 1), (4, 2), (8, 3), (16, 4), (3, 8), (6, 9), (12, 10)])
@@ -48,33 +49,29 @@ def test_capability_masks():
     assert HdmCap(count=0).supports(5, 100)                           # passthrough accepts everything
 
 
-def _roots(s):
-    return [d for d in s.cxl_bus.devices if isinstance(d, CxlRootDecoder)]
-
-
 def test_modulo_host_bridge_positions():
     s = System.boot("cxl_test")
-    x2 = _roots(s)[1]
+    x2 = devices(s, CxlRootDecoder)[1]
     assert [region.calc_hb(x2, p).port_id for p in range(8)] == [0, 1] * 4
 
 
 def test_xor_host_bridge_positions():
     s = System.boot("cxl_test", {"interleave_arithmetic": 1})
-    x1, x2, x4 = _roots(s)
+    x1, x2, x4 = devices(s, CxlRootDecoder)
     assert x2.xormaps == (0x404100,) and x4.xormaps == (0x404100, 0x808200)
     for pos in range(8):
         hpa = x2.hpa_start + pos * 256
-        expect = bin(hpa & 0x404100).count("1") & 1
+        expect = (hpa & 0x404100).bit_count() & 1
         assert region.calc_hb(x2, pos).port_id == [0, 1][expect]
         hpa4 = x4.hpa_start + pos * 256
-        n = (bin(hpa4 & 0x404100).count("1") & 1) | ((bin(hpa4 & 0x808200).count("1") & 1) << 1)
+        n = ((hpa4 & 0x404100).bit_count() & 1) | (((hpa4 & 0x808200).bit_count() & 1) << 1)
         assert region.calc_hb(x4, pos) is x4.targets[n]
     assert region.calc_hb(x1, 5).port_id == 0
 
 
 def test_hpa_first_fit_and_erange():
     s = System.boot("cxl_test")
-    root = _roots(s)[3]                       # 2G pmem window
+    root = devices(s, CxlRootDecoder)[3]      # 2G pmem window
 
     def mk(size):
         r = region.devm_create_region(root, root.next_region_id, C.MODE_PMEM)
@@ -95,14 +92,9 @@ def test_hpa_first_fit_and_erange():
     assert e2.hpa_start - root.hpa_start == 768 << 20
 
 
-def _ep_decoders(s, host):
-    (ep,) = [p for p in s.cxl_bus.devices if getattr(p, "kind", None) == "endpoint" and p.uport.parent.name == host]
-    return [ep.decoders[i] for i in range(8)]
-
-
 def test_dpa_stack_with_skip():
     s = System.boot("cxl_test")
-    d = _ep_decoders(s, "cxl_mem.1")
+    d = endpoint_decoders(memdev(s, "cxl_mem.1"))
     G, M = 1 << 30, 1 << 20
     hdm.cxl_dpa_set_mode(d[0], "ram")
     hdm.dpa_size_store(d[0], "0x10000000")                 # 256M of ram at DPA 0

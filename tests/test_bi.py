@@ -1,39 +1,38 @@
 """HDM-DB Back-Invalidate (the 6.12-bi profile): the LPC 2025 flow and the kernel-faithful outcomes."""
 
 import errno
-import json
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cxlsys_run, needs_mount
-from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.errors import KernelError
-from cxlsys.system import System
 from cxlsys.sysfs import Sysfs
+from cxlsys.system import System
+from cxlsys.testing import (
+    cxl_read,
+    cxl_write,
+    cxlsys_run,
+    endpoint_decoders,
+    memdev,
+    memdevs,
+)
 
+ROOT = Path(__file__).resolve().parent.parent
 FLOW = (ROOT / "examples" / "lpc2025-hdm-db-flow.sh").read_text()
 
 
-def W(fs, path, val):
-    return fs.write(f"bus/cxl/devices/{path}", f"{val}\n".encode())
-
-
-def R(fs, path):
-    return fs.read(f"bus/cxl/devices/{path}").decode().strip()
-
-
-def _endpoint_decoders(s):
+def _first_decoders(s):
     """serial -> first endpoint decoder name"""
-    return {m.info.serial: f"decoder{m.endpoint.port_id}.0" for m in s.cxl_bus.devices if isinstance(m, CxlMemdev)}
+    return {m.info.serial: endpoint_decoders(m)[0].name for m in memdevs(s)}
 
 
 def _new_region(fs, create_attr, ways=2, size="0x20000000", gran=4096):
     """The two-step create handshake on decoder0.0, then granularity, ways and size."""
-    r = R(fs, f"decoder0.0/{create_attr}")
-    W(fs, f"decoder0.0/{create_attr}", r)
-    W(fs, f"{r}/interleave_granularity", gran)
-    W(fs, f"{r}/interleave_ways", ways)
-    W(fs, f"{r}/size", size)
+    r = cxl_read(fs, f"decoder0.0/{create_attr}")
+    cxl_write(fs, f"decoder0.0/{create_attr}", r)
+    cxl_write(fs, f"{r}/interleave_granularity", gran)
+    cxl_write(fs, f"{r}/interleave_ways", ways)
+    cxl_write(fs, f"{r}/size", size)
     return r
 
 
@@ -49,13 +48,13 @@ def test_flow_in_process():
         if line.startswith("echo "):
             val, path = line[5:].split(" > ")
             fs.write(path[len("/sys/"):], f"{val}\n".encode())
-    assert R(fs, "region0/commit") == "1" and R(fs, "decoder2.0/bi") == "1"
-    start, size = R(fs, "region0/resource"), R(fs, "region0/size")
+    assert cxl_read(fs, "region0/commit") == "1" and cxl_read(fs, "decoder2.0/bi") == "1"
+    start, size = cxl_read(fs, "region0/resource"), cxl_read(fs, "region0/size")
     for d in ("decoder2.0", "decoder1.0"):
-        assert R(fs, f"{d}/start") == start and R(fs, f"{d}/size") == size == "0x20000000"
-        assert R(fs, f"{d}/interleave_ways") == "1"
-    assert R(fs, "decoder2.0/interleave_granularity") == "256"
-    assert R(fs, "region0/mode") == "ram"
+        assert cxl_read(fs, f"{d}/start") == start and cxl_read(fs, f"{d}/size") == size == "0x20000000"
+        assert cxl_read(fs, f"{d}/interleave_ways") == "1"
+    assert cxl_read(fs, "decoder2.0/interleave_granularity") == "256"
+    assert cxl_read(fs, "region0/mode") == "ram"
     assert s.machine.hdm_caps["0000:0d:00.0"].regs[0].bi            # committed with the BI coherence model
     assert set(_states(fs).values()) == {"committed"}
 
@@ -63,48 +62,48 @@ def test_flow_in_process():
 def test_bi_refusals_on_qemu_hdm_db():
     s = System.boot("qemu-hdm-db")
     fs = Sysfs(s)
-    dec = _endpoint_decoders(s)
-    W(fs, f"{dec[1]}/mode", "ram")
+    dec = _first_decoders(s)
+    cxl_write(fs, f"{dec[1]}/mode", "ram")
     with pytest.raises(KernelError) as e:                          # 512M on a 256M device
-        W(fs, f"{dec[1]}/dpa_size", "0x20000000")
+        cxl_write(fs, f"{dec[1]}/dpa_size", "0x20000000")
     assert e.value.errno == errno.ENOSPC
     for serial in (3, 4):                                          # not HDM-DB
         with pytest.raises(KernelError) as e:
-            W(fs, f"{dec[serial]}/bi", 1)
+            cxl_write(fs, f"{dec[serial]}/bi", 1)
         assert e.value.errno == errno.ENXIO and "not HDM-DB" in e.value.reason
     # 2-way BI region over one HDM-DB device and one plain device: the plain one cannot join
     for serial in (1, 3):
-        W(fs, f"{dec[serial]}/mode", "ram")
-        W(fs, f"{dec[serial]}/dpa_size", "0x10000000")
-    W(fs, f"{dec[1]}/dpa_size", "0")
-    W(fs, f"{dec[1]}/bi", 1)
-    W(fs, f"{dec[1]}/dpa_size", "0x10000000")
+        cxl_write(fs, f"{dec[serial]}/mode", "ram")
+        cxl_write(fs, f"{dec[serial]}/dpa_size", "0x10000000")
+    cxl_write(fs, f"{dec[1]}/dpa_size", "0")
+    cxl_write(fs, f"{dec[1]}/bi", 1)
+    cxl_write(fs, f"{dec[1]}/dpa_size", "0x10000000")
     r = _new_region(fs, "create_ram_bi_region")
-    W(fs, f"{r}/target0", dec[1])
+    cxl_write(fs, f"{r}/target0", dec[1])
     with pytest.raises(KernelError) as e:
-        W(fs, f"{r}/target1", dec[3])
+        cxl_write(fs, f"{r}/target1", dec[3])
     assert e.value.errno == errno.EINVAL and "non-BI decoder in a BI region" in e.value.reason
     # and a BI decoder cannot join a plain ram region
-    W(fs, f"{r}/target0", "")
+    cxl_write(fs, f"{r}/target0", "")
     plain = _new_region(fs, "create_ram_region")
     with pytest.raises(KernelError) as e:
-        W(fs, f"{plain}/target0", dec[1])
+        cxl_write(fs, f"{plain}/target0", dec[1])
     assert e.value.errno == errno.EINVAL and "BI decoder in a non-BI region" in e.value.reason
 
 
 def test_two_way_bi_region_over_hdm_db_devices_commits():
     s = System.boot("qemu-hdm-db")
     fs = Sysfs(s)
-    dec = _endpoint_decoders(s)
+    dec = _first_decoders(s)
     for serial in (1, 2):
-        W(fs, f"{dec[serial]}/mode", "ram")
-        W(fs, f"{dec[serial]}/bi", 1)
-        W(fs, f"{dec[serial]}/dpa_size", "0x10000000")
+        cxl_write(fs, f"{dec[serial]}/mode", "ram")
+        cxl_write(fs, f"{dec[serial]}/bi", 1)
+        cxl_write(fs, f"{dec[serial]}/dpa_size", "0x10000000")
     r = _new_region(fs, "create_ram_bi_region")
-    W(fs, f"{r}/target0", dec[1])
-    W(fs, f"{r}/target1", dec[2])
-    W(fs, f"{r}/commit", 1)
-    assert R(fs, f"{r}/commit") == "1"
+    cxl_write(fs, f"{r}/target0", dec[1])
+    cxl_write(fs, f"{r}/target1", dec[2])
+    cxl_write(fs, f"{r}/commit", 1)
+    assert cxl_read(fs, f"{r}/commit") == "1"
     st = _states(fs)
     nr = {c: int(fs.read(f"kernel/debug/cxlsys/bi/{c}/nr_bi")) for c in st}
     # root port 0 and the switch route table carry both endpoints, each DSP and device one
@@ -112,11 +111,11 @@ def test_two_way_bi_region_over_hdm_db_devices_commits():
     assert nr["0000:0e:00.0"] == nr["0000:0e:01.0"] == nr["0000:0f:00.0"] == nr["0000:10:00.0"] == 1
     assert st["0000:0c:01.0"] == "disabled" and st["0000:0e:02.0"] == "disabled"
     assert st["0000:0d:00.0"] == "committed" and st["0000:0e:00.0"] == "committed"
-    ids = sorted(m.bi_id for m in s.cxl_bus.devices if isinstance(m, CxlMemdev) and m.bi_id is not None)
+    ids = sorted(m.bi_id for m in memdevs(s) if m.bi_id is not None)
     assert ids == [0, 1]
     # endpoint removal releases the BI-ID and the path counts
-    W(fs, f"{r}/commit", 0)
-    m1 = next(m for m in s.cxl_bus.devices if isinstance(m, CxlMemdev) and m.info.serial == 1)
+    cxl_write(fs, f"{r}/commit", 0)
+    m1 = memdev(s, 1)
     fs.write("bus/cxl/drivers/cxl_mem/unbind", f"{m1.name}\n".encode())
     assert m1.bi_id is None
     assert int(fs.read("kernel/debug/cxlsys/bi/0000:0c:00.0/nr_bi")) == 1
@@ -129,18 +128,18 @@ def test_two_way_bi_region_over_hdm_db_devices_commits():
 def test_injected_bi_commit_failure_rolls_back(component, fault, err):
     s = System.boot("qemu-hdm-db")
     fs = Sysfs(s)
-    dec = _endpoint_decoders(s)
+    dec = _first_decoders(s)
     fs.write(f"kernel/debug/cxlsys/bi/{component}/inject", f"{fault}\n".encode())
-    W(fs, f"{dec[1]}/mode", "ram")
+    cxl_write(fs, f"{dec[1]}/mode", "ram")
     with pytest.raises(KernelError) as e:
-        W(fs, f"{dec[1]}/bi", 1)
+        cxl_write(fs, f"{dec[1]}/bi", 1)
     assert e.value.errno == err
     assert set(_states(fs).values()) == {"disabled"}
-    assert R(fs, f"{dec[1]}/bi") == "0"
+    assert cxl_read(fs, f"{dec[1]}/bi") == "0"
     assert all(int(fs.read(f"kernel/debug/cxlsys/bi/{c}/nr_bi")) == 0 for c in _states(fs))
     # once the fault is cleared the same write succeeds
     fs.write(f"kernel/debug/cxlsys/bi/{component}/inject", b"none\n")
-    W(fs, f"{dec[1]}/bi", 1)
+    cxl_write(fs, f"{dec[1]}/bi", 1)
     assert _states(fs)[component] == "committed"
 
 
@@ -152,7 +151,6 @@ def test_bi_absent_from_the_baseline_profile():
     assert "create_ram_bi_region" not in fs2.listdir("bus/cxl/devices/decoder0.0")
 
 
-@needs_mount
 @pytest.mark.mount
 def test_flow_through_the_mount():
     script = "bash examples/lpc2025-hdm-db-flow.sh\n" + r'''
@@ -162,13 +160,12 @@ def test_flow_through_the_mount():
     cxl list -D -d root | jq -c '.[0] | [.volatile_capable, .accelmem_capable]'
     cxl list -R -i | jq -c '.[0] | [.region, .size, .interleave_ways, .decode_state]'
     '''
-    out = cxlsys_run(script, topology="bi-direct").stdout.split()
+    out = cxlsys_run(script, topology="bi-direct", cwd=ROOT).stdout.split()
     assert out[0] == "1" and out[1] == "1"
     assert out[3] == "[true,true]"
     assert out[4] == '["region0",536870912,1,"commit"]'
 
 
-@needs_mount
 @pytest.mark.mount
 def test_qemu_hdm_db_refusals_through_the_mount():
     script = r'''

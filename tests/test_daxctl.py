@@ -5,11 +5,11 @@ import itertools
 import json
 
 import pytest
-
-from conftest import RAM_REGION_SETUP, cxlsys_run, needs_mount
 from hotplug_topo import GiB, MiB, write_topology
 
-pytestmark = [needs_mount, pytest.mark.mount]
+from cxlsys.testing import RAM_REGION_SETUP, cxlsys_run
+
+pytestmark = pytest.mark.mount
 
 # a 2-way ram region on decoder0.1 made with sysfs writes (cxl 76.1 refuses create-region -t ram),
 # committed, then enabled with cxl; $r is the region, $dev its dax device
@@ -24,9 +24,11 @@ st() {  # one line of JSON: the device as daxctl sees it, and the kernel's view 
   l=$(daxctl list -d $dev | jq -c '.[0] | {mode, on: .online_memblocks, total: .total_memblocks, movable}')
   z=$(for m in $(ls /sys/devices/system/node/node0 | grep '^memory[0-9]'); do
         p=/sys/devices/system/memory/$m; idx=$((0x$(cat $p/phys_index)))
-        [ $((idx * 0x8000000)) -ge $(($(cat /sys/bus/dax/devices/$dev/resource))) ] && cat $p/valid_zones; done | sort | uniq -c | awk '{printf "%s:%s,", $2, $1}')
+        [ $((idx * 0x8000000)) -ge $(($(cat /sys/bus/dax/devices/$dev/resource))) ] && cat $p/valid_zones
+      done | sort | uniq -c | awk '{printf "%s:%s,", $2, $1}')
   t=$(awk '/MemTotal/ {print $4}' /sys/devices/system/node/node0/meminfo)
-  echo "{\"$1\": {\"dax\": $l, \"zones\": \"$z\", \"memtotal\": $t, \"has_memory\": \"$(cat /sys/devices/system/node/has_memory)\"}}"
+  echo "{\"$1\": {\"dax\": $l, \"zones\": \"$z\", \"memtotal\": $t, "\
+"\"has_memory\": \"$(cat /sys/devices/system/node/has_memory)\"}}"
 }
 '''
 
@@ -166,7 +168,9 @@ for pol in contig-zones auto-movable; do
   daxctl reconfigure-device -f --mode=devdax dax0.0 > /dev/null 2>&1
   daxctl reconfigure-device -f --no-online --mode=system-ram dax0.0 > /dev/null 2>&1
   first=$(ls -d /sys/devices/system/node/node1/memory[0-9]* | sort -V | head -1)
-  echo "$pol $ao $(daxctl list -d dax0.0 | jq -c '.[0] | [.online_memblocks, .total_memblocks, .movable]') $(cat $first/valid_zones | tr ' ' _) $(awk '/MemTotal/ {print $4}' /sys/devices/system/node/node1/meminfo) $(ls /sys/devices/virtual/memory_tiering | grep -c memory_tier22)"
+  echo "$pol $ao $(daxctl list -d dax0.0 | jq -c '.[0] | [.online_memblocks, .total_memblocks, .movable]') "\
+"$(cat $first/valid_zones | tr ' ' _) $(awk '/MemTotal/ {print $4}' /sys/devices/system/node/node1/meminfo) "\
+"$(ls /sys/devices/virtual/memory_tiering | grep -c memory_tier22)"
  done
 done
 '''
@@ -235,7 +239,8 @@ def test_memory_hotplug_parameters_and_tiers_through_the_mount(tmp_path):
     cat online_policy auto_movable_ratio auto_movable_numa_aware
     set +e; echo Y > memmap_on_memory; echo "memmap rc=$?"; echo bogus > online_policy; echo "policy rc=$?"; set -e
     ls /sys/devices/virtual/memory_tiering | tr '\n' ' '; echo
-    cat /sys/devices/virtual/memory_tiering/memory_tier22/nodelist /sys/devices/virtual/memory_tiering/memory_tier4/nodelist
+    cat /sys/devices/virtual/memory_tiering/memory_tier22/nodelist \
+        /sys/devices/virtual/memory_tiering/memory_tier4/nodelist
     readlink -f /sys/bus/memory_tiering/devices/memory_tier22
     cat /sys/devices/system/node/has_memory /sys/devices/system/node/has_normal_memory /sys/devices/system/node/online
     cat /sys/devices/system/node/node1/distance

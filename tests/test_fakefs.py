@@ -8,8 +8,6 @@ import pytest
 
 from cxlsys.cxl.core.region import COMMIT, CxlRegion
 
-pytest_plugins = ["cxlsys.pytest_plugin"]
-
 
 def provision_pmem_region(decoder: str, memdevs: list, size: int) -> str:
     """A user's provisioning helper written against /sys, as it would run on a kernel."""

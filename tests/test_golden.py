@@ -8,15 +8,13 @@ golden dumper skipped every ``memoryN``.
 """
 
 import functools
-import os
 import re
 
 import pytest
 
 from tools.golden_diff import GOLDEN, canonical_names, compare, our_dump, parse, roots_of
 
-pytestmark = pytest.mark.skipif(not all(os.path.exists(p) for p, _ in GOLDEN.values()),
-                                reason="golden-6.12 reference data not present")
+pytestmark = pytest.mark.golden(*(p for p, _ in GOLDEN.values()))
 
 # Genuine model bugs found by this comparison: canonical-path regex -> what is wrong.
 # Genuine model bugs found by this comparison: variant -> {canonical-path regex: what is wrong}.

@@ -28,10 +28,10 @@ import time
 
 import pytest
 
-from conftest import cxlsys_run, needs_mount
+from cxlsys.testing import cxlsys_run
 from tools.golden_list import GOLDEN, LIST_ARGS, compare, flatten, load_golden
 
-pytestmark = pytest.mark.skipif(not os.path.exists(GOLDEN), reason="golden-6.12 reference data not present")
+pytestmark = pytest.mark.golden(GOLDEN)
 
 # Genuine model bugs found by this comparison: canonical field-path regex -> what is wrong.
 # Every golden object with a field path matching one becomes a strict xfail.
@@ -87,7 +87,6 @@ def _bugs(diffs):
 
 # ---- against the live model -------------------------------------------------------------------
 
-@needs_mount
 @pytest.mark.mount
 @pytest.mark.parametrize("oid", [_object_param(o) for o in _golden_objects()])
 def test_golden_object_matches(oid):
@@ -97,7 +96,6 @@ def test_golden_object_matches(oid):
     assert not bad, f"{len(bad)} differences on {oid}:\n{_listing(bad)}"
 
 
-@needs_mount
 @pytest.mark.mount
 def test_nothing_beyond_known_bugs():
     """Whatever KNOWN_BUGS xfails, any other difference (including whole extra objects) fails."""
@@ -105,7 +103,6 @@ def test_nothing_beyond_known_bugs():
     assert not new, f"{len(new)} differences not in KNOWN_BUGS:\n{_listing(new)}"
 
 
-@needs_mount
 @pytest.mark.mount
 def test_no_libcxl_complaints():
     """-vv reads sysfs only: libcxl must not have logged a failure (e.g. a mailbox ioctl attempt)."""
@@ -113,7 +110,6 @@ def test_no_libcxl_complaints():
     assert not complaints, "\n".join(complaints[:20])
 
 
-@needs_mount
 @pytest.mark.mount
 def test_match_figure(capsys, record_property, request):
     """Print and record the match figure; it must not fall below FLOOR."""

@@ -6,11 +6,12 @@ import errno
 import itertools
 
 import pytest
+from hotplug_topo import HPA_BASE, GiB, MiB, boot
 
 from cxlsys.base.node import nodelist
 from cxlsys.errors import KernelError
 from cxlsys.sysfs import Sysfs
-from hotplug_topo import GiB, HPA_BASE, MiB, boot
+from cxlsys.testing import read_text
 
 MEM = "devices/system/memory"
 NODE = "devices/system/node"
@@ -19,12 +20,8 @@ TIERS = "devices/virtual/memory_tiering"
 BOOT_KB = 16 * GiB >> 10
 
 
-def rd(fs, p) -> str:
-    return fs.read(p).decode()
-
-
 def meminfo_total_kb(fs, nid) -> int:
-    line = rd(fs, f"{NODE}/node{nid}/meminfo").splitlines()[0]
+    line = read_text(fs, f"{NODE}/node{nid}/meminfo").splitlines()[0]
     assert line.startswith(f"Node {nid} MemTotal:")
     return int(line.split()[3])
 
@@ -67,39 +64,40 @@ def test_policy_combination(auto, policy, memmap, bs, node):
     bl = blocks(s)
     assert len(bl) == 4 * GiB // bsz
     assert [b.phys_index for b in bl] == list(range(HPA_BASE // bsz, (HPA_BASE + 4 * GiB) // bsz))
-    assert rd(fs, f"{MEM}/block_size_bytes") == f"{bsz:x}\n"
-    assert rd(fs, f"{MEM}/auto_online_blocks") == f"{auto}\n"
+    assert read_text(fs, f"{MEM}/block_size_bytes") == f"{bsz:x}\n"
+    assert read_text(fs, f"{MEM}/auto_online_blocks") == f"{auto}\n"
     zone = expect_zone(auto, policy, node)
     for b in bl:
         p = f"{MEM}/memory{b.phys_index}"
-        assert rd(fs, f"{p}/state") == ("offline\n" if zone is None else "online\n")
-        assert rd(fs, f"{p}/online") == ("0\n" if zone is None else "1\n")
-        assert rd(fs, f"{p}/valid_zones") == (f"{zone}\n" if zone else expect_valid_zones_offline(policy, node) + "\n")
-        assert rd(fs, f"{p}/phys_index") == f"{b.phys_index:08x}\n"
+        assert read_text(fs, f"{p}/state") == ("offline\n" if zone is None else "online\n")
+        assert read_text(fs, f"{p}/online") == ("0\n" if zone is None else "1\n")
+        assert read_text(fs, f"{p}/valid_zones") == (f"{zone}\n" if zone
+                                                     else expect_valid_zones_offline(policy, node) + "\n")
+        assert read_text(fs, f"{p}/phys_index") == f"{b.phys_index:08x}\n"
         assert fs.readlink(f"{p}/node{node}") == f"../../node/node{node}"
         assert f"memory{b.phys_index}" in fs.listdir(f"{NODE}/node{node}")
     # memmap_on_memory: the device asks (CXL: 1); it is used only if the boot parameter allows it
-    assert rd(fs, "bus/dax/devices/dax0.0/memmap_on_memory") == "1\n"
-    assert rd(fs, f"{PARAMS}/memmap_on_memory") == ("Y\n" if memmap else "N\n")
+    assert read_text(fs, "bus/dax/devices/dax0.0/memmap_on_memory") == "1\n"
+    assert read_text(fs, f"{PARAMS}/memmap_on_memory") == ("Y\n" if memmap else "N\n")
     memmap_per_block = bsz // 4096 * 64 if memmap else 0
     online_kb = 0 if zone is None else len(bl) * (bsz - memmap_per_block) >> 10
     assert meminfo_total_kb(fs, node) == (BOOT_KB if node == 0 else 0) + online_kb
     # node masks: the CXL node is online (it has blocks) but has memory only once they are online
-    assert rd(fs, f"{NODE}/online") == ("0-1\n" if node == 1 else "0\n")
-    assert rd(fs, f"{NODE}/possible") == "0-1\n"
-    assert rd(fs, f"{NODE}/has_cpu") == "0\n"
+    assert read_text(fs, f"{NODE}/online") == ("0-1\n" if node == 1 else "0\n")
+    assert read_text(fs, f"{NODE}/possible") == "0-1\n"
+    assert read_text(fs, f"{NODE}/has_cpu") == "0\n"
     has_mem = {0} | ({node} if zone else set())
     has_normal = {0} | ({node} if zone == "Normal" else set())
-    assert rd(fs, f"{NODE}/has_memory") == nodelist(has_mem) + "\n"
-    assert rd(fs, f"{NODE}/has_normal_memory") == nodelist(has_normal) + "\n"
+    assert read_text(fs, f"{NODE}/has_memory") == nodelist(has_mem) + "\n"
+    assert read_text(fs, f"{NODE}/has_normal_memory") == nodelist(has_normal) + "\n"
     # memory tiers: DRAM in tier 4; the kmem node in tier 22 while it has online memory
     tiers = sorted(x for x in fs.listdir(TIERS) if x.startswith("memory_tier"))
     if node == 1 and zone:
         assert tiers == ["memory_tier22", "memory_tier4"]
-        assert rd(fs, f"{TIERS}/memory_tier22/nodelist") == "1\n"
+        assert read_text(fs, f"{TIERS}/memory_tier22/nodelist") == "1\n"
     else:
         assert tiers == ["memory_tier4"]
-    assert rd(fs, f"{TIERS}/memory_tier4/nodelist") == "0\n"
+    assert read_text(fs, f"{TIERS}/memory_tier4/nodelist") == "0\n"
 
 
 def test_trimming_unaligned_range_to_whole_blocks():
@@ -137,19 +135,19 @@ def test_contig_zones_inherits_the_zone_a_block_sits_in():
     _online(fs, b[0], "online_movable")
     _online(fs, b[4], "online_movable")
     # b[1..3] lie inside the Movable span [b0, b4]: "online" stays Movable, and valid_zones says so
-    assert rd(fs, f"{MEM}/memory{b[2].phys_index}/valid_zones") == "Movable Normal\n"
+    assert read_text(fs, f"{MEM}/memory{b[2].phys_index}/valid_zones") == "Movable Normal\n"
     _online(fs, b[2], "online")
     assert b[2].zone == "Movable"
     # b[5] is beyond the span: nothing intersects, the kernel zone wins
-    assert rd(fs, f"{MEM}/memory{b[5].phys_index}/valid_zones") == "Normal Movable\n"
+    assert read_text(fs, f"{MEM}/memory{b[5].phys_index}/valid_zones") == "Normal Movable\n"
     _online(fs, b[5], "online")
     assert b[5].zone == "Normal"
     # explicit types are always honoured
     _online(fs, b[3], "online_kernel")
     assert b[3].zone == "Normal"
     # the Normal span now reaches over b[3]..b[5]: b[4] is online Movable, b[6] is outside both
-    assert rd(fs, f"{MEM}/memory{b[4].phys_index}/valid_zones") == "Movable\n"
-    assert rd(fs, f"{NODE}/has_normal_memory") == "0-1\n"
+    assert read_text(fs, f"{MEM}/memory{b[4].phys_index}/valid_zones") == "Movable\n"
+    assert read_text(fs, f"{NODE}/has_normal_memory") == "0-1\n"
 
 
 def test_movable_node_makes_online_movable():
@@ -162,20 +160,20 @@ def test_auto_movable_knobs_at_run_time():
     fs = Sysfs(s)
     b0 = blocks(s)[0]
     vz = f"{MEM}/memory{b0.phys_index}/valid_zones"
-    assert rd(fs, vz) == "Normal Movable\n"                 # CPU-less node: no kernel memory of its own
+    assert read_text(fs, vz) == "Normal Movable\n"                 # CPU-less node: no kernel memory of its own
     fs.write(f"{PARAMS}/auto_movable_numa_aware", b"N\n")
-    assert rd(fs, f"{PARAMS}/auto_movable_numa_aware") == "N\n"
-    assert rd(fs, vz) == "Movable Normal\n"                 # system-wide: 4 GiB <= 301% of 16 GiB
+    assert read_text(fs, f"{PARAMS}/auto_movable_numa_aware") == "N\n"
+    assert read_text(fs, vz) == "Movable Normal\n"                 # system-wide: 4 GiB <= 301% of 16 GiB
     fs.write(f"{PARAMS}/auto_movable_ratio", b"20\n")       # 3.2 GiB allowed: the whole group does not fit
-    assert rd(fs, vz) == "Normal Movable\n"
+    assert read_text(fs, vz) == "Normal Movable\n"
     fs.write(f"{PARAMS}/auto_movable_ratio", b"25")         # 4 GiB: fits exactly
-    assert rd(fs, vz) == "Movable Normal\n"
+    assert read_text(fs, vz) == "Movable Normal\n"
     fs.write(f"{PARAMS}/auto_movable_ratio", b"0")          # 0 disables MOVABLE
-    assert rd(fs, vz) == "Normal Movable\n"
+    assert read_text(fs, vz) == "Normal Movable\n"
     fs.write(f"{PARAMS}/auto_movable_ratio", b"301")
     fs.write(f"{PARAMS}/online_policy", b"contig-zones\n")
-    assert rd(fs, f"{PARAMS}/online_policy") == "contig-zones\n"
-    assert rd(fs, vz) == "Normal Movable\n"
+    assert read_text(fs, f"{PARAMS}/online_policy") == "contig-zones\n"
+    assert read_text(fs, vz) == "Normal Movable\n"
 
 
 def test_auto_movable_group_goes_kernel_once_any_block_is_kernel():
@@ -183,7 +181,7 @@ def test_auto_movable_group_goes_kernel_once_any_block_is_kernel():
     fs = Sysfs(s)
     b = blocks(s)
     _online(fs, b[0], "online_kernel")
-    assert rd(fs, f"{MEM}/memory{b[1].phys_index}/valid_zones") == "Normal Movable\n"
+    assert read_text(fs, f"{MEM}/memory{b[1].phys_index}/valid_zones") == "Normal Movable\n"
     _online(fs, b[1], "online")
     assert b[1].zone == "Normal"
 
@@ -193,12 +191,12 @@ def test_auto_movable_counts_what_is_already_movable():
     s = boot(policy="auto-movable", numa_aware=False, ratio=12)   # 12% of 16 GiB = 1.92 GiB < 4 GiB
     fs = Sysfs(s)
     b = blocks(s)
-    assert rd(fs, f"{MEM}/memory{b[0].phys_index}/valid_zones") == "Normal Movable\n"
+    assert read_text(fs, f"{MEM}/memory{b[0].phys_index}/valid_zones") == "Normal Movable\n"
     for x in b[:17]:                                       # 2.125 GiB movable: 1.875 GiB still needed
         _online(fs, x, "online_movable")
-    assert rd(fs, f"{MEM}/memory{b[20].phys_index}/valid_zones") == "Normal Movable\n"
+    assert read_text(fs, f"{MEM}/memory{b[20].phys_index}/valid_zones") == "Normal Movable\n"
     fs.write(f"{PARAMS}/auto_movable_ratio", b"38")       # 38% of 16 GiB = 6.08 GiB >= 2.125 + 1.875
-    assert rd(fs, f"{MEM}/memory{b[20].phys_index}/valid_zones") == "Movable Normal\n"
+    assert read_text(fs, f"{MEM}/memory{b[20].phys_index}/valid_zones") == "Movable Normal\n"
 
 
 def test_state_file_semantics_and_errno():
@@ -215,7 +213,7 @@ def test_state_file_semantics_and_errno():
         fs.write(f"{p}/state", b"offline\n")           # already offline
     assert e.value.errno == errno.EINVAL
     assert fs.write(f"{p}/online", b"0\n") == 2          # the device-core file: a silent success
-    assert rd(fs, f"{p}/state") == "offline\n" and fs.snapshot() == before
+    assert read_text(fs, f"{p}/state") == "offline\n" and fs.snapshot() == before
     with pytest.raises(KernelError) as e:
         fs.write(f"{p}/online", b"maybe\n")
     assert e.value.errno == errno.EINVAL
@@ -224,9 +222,9 @@ def test_state_file_semantics_and_errno():
         fs.write(f"{p}/state", b"online\n")            # already online
     assert e.value.errno == errno.EINVAL
     assert fs.write(f"{p}/online", b"1") == 1
-    assert rd(fs, f"{p}/valid_zones") == "Movable\n"
+    assert read_text(fs, f"{p}/valid_zones") == "Movable\n"
     fs.write(f"{p}/online", b"0")
-    assert rd(fs, f"{p}/state") == "offline\n"
+    assert read_text(fs, f"{p}/state") == "offline\n"
     fs.write(f"{p}/online", b"y")                        # automatic zone choice
     assert b.zone == "Normal"
 
@@ -242,17 +240,17 @@ def test_root_and_parameter_errno():
     assert e.value.errno == errno.EACCES
     for v in ("offline", "online", "online_kernel", "online_movable"):
         fs.write(f"{MEM}/auto_online_blocks", v.encode() + b"\n")
-        assert rd(fs, f"{MEM}/auto_online_blocks") == v + "\n"
+        assert read_text(fs, f"{MEM}/auto_online_blocks") == v + "\n"
     cases = [("online_policy", b"auto_movable\n", errno.EINVAL), ("online_policy", b"\n", errno.EINVAL),
              ("auto_movable_ratio", b"-1\n", errno.EINVAL), ("auto_movable_ratio", b"4294967296", errno.ERANGE),
              ("auto_movable_ratio", b"12x", errno.EINVAL), ("auto_movable_numa_aware", b"2\n", errno.EINVAL),
              ("memmap_on_memory", b"Y\n", errno.EACCES)]
     for name, val, err in cases:
-        before = rd(fs, f"{PARAMS}/{name}")
+        before = read_text(fs, f"{PARAMS}/{name}")
         with pytest.raises(KernelError) as e:
             fs.write(f"{PARAMS}/{name}", val)
         assert e.value.errno == err, (name, val)
-        assert rd(fs, f"{PARAMS}/{name}") == before
+        assert read_text(fs, f"{PARAMS}/{name}") == before
     assert sorted(fs.listdir("module/memory_hotplug/parameters")) == [
         "auto_movable_numa_aware", "auto_movable_ratio", "memmap_on_memory", "online_policy"]
     assert "initstate" not in fs.listdir("module/memory_hotplug")       # built in
@@ -306,13 +304,13 @@ def test_kernel_zone_unmovable_policy():
 def test_node_comes_and_goes_with_its_blocks():
     s = boot()
     fs = Sysfs(s)
-    assert "node1" in fs.listdir(NODE) and rd(fs, f"{NODE}/online") == "0-1\n"
-    assert rd(fs, f"{NODE}/node1/distance") == "24 10\n" and rd(fs, f"{NODE}/node0/distance") == "10 24\n"
-    assert rd(fs, f"{NODE}/node1/cpulist") == "\n"
+    assert "node1" in fs.listdir(NODE) and read_text(fs, f"{NODE}/online") == "0-1\n"
+    assert read_text(fs, f"{NODE}/node1/distance") == "24 10\n" and read_text(fs, f"{NODE}/node0/distance") == "10 24\n"
+    assert read_text(fs, f"{NODE}/node1/cpulist") == "\n"
     fs.write("bus/dax/drivers/kmem/unbind", b"dax0.0\0")
     assert "node1" not in fs.listdir(NODE)
-    assert rd(fs, f"{NODE}/online") == "0\n" and rd(fs, f"{NODE}/possible") == "0-1\n"
-    assert rd(fs, f"{NODE}/node0/distance") == "10\n"
+    assert read_text(fs, f"{NODE}/online") == "0\n" and read_text(fs, f"{NODE}/possible") == "0-1\n"
+    assert read_text(fs, f"{NODE}/node0/distance") == "10\n"
     assert not [x for x in fs.listdir(MEM) if x.startswith("memory") and x[6:].isdigit()]
     assert not s.memory.groups and not s.memory.iomem.busy
 
@@ -323,15 +321,15 @@ def test_kmem_unbind_with_online_memory_leaks_until_reboot():
     b = blocks(s)
     for x in b:
         _online(fs, x, "online_movable")
-    assert rd(fs, f"{TIERS}/memory_tier22/nodelist") == "1\n"
+    assert read_text(fs, f"{TIERS}/memory_tier22/nodelist") == "1\n"
     fs.write("bus/dax/drivers/kmem/unbind", b"dax0.0\0")   # never fails
     dd = s.dax_bus.find_device("dax0.0")
     assert dd.driver is None
     assert len(s.memory.blocks) == 32 and all(x.online and x.owner is None for x in b)   # still there, in use
-    assert "node1" in fs.listdir(NODE) and rd(fs, f"{NODE}/has_memory") == "0-1\n"
+    assert "node1" in fs.listdir(NODE) and read_text(fs, f"{NODE}/has_memory") == "0-1\n"
     assert any("cannot be hotremoved until the next reboot" in r.text for r in s.klog.records)
     assert s.memory.leaked == [(HPA_BASE, 4 * GiB, "dax0.0")]
-    assert rd(fs, "kernel/debug/cxlsys/memory/leaked") == f"{HPA_BASE:#x}-{HPA_BASE + 4 * GiB - 1:#x} dax0.0\n"
+    assert read_text(fs, "kernel/debug/cxlsys/memory/leaked") == f"{HPA_BASE:#x}-{HPA_BASE + 4 * GiB - 1:#x} dax0.0\n"
     # the range stays claimed: neither driver can take the device back
     fs.write("bus/dax/drivers/device_dax/new_id", b"dax0.0\0")   # its probe fails quietly here
     for drv in ("kmem", "device_dax"):
@@ -342,7 +340,7 @@ def test_kmem_unbind_with_online_memory_leaks_until_reboot():
     # offlining the leaked blocks works (they are still memory blocks), but nothing removes them
     for x in b:
         _online(fs, x, "offline")
-    assert len(s.memory.blocks) == 32 and rd(fs, f"{NODE}/has_memory") == "0\n"
+    assert len(s.memory.blocks) == 32 and read_text(fs, f"{NODE}/has_memory") == "0\n"
     assert "memory_tier22" not in fs.listdir(TIERS) and "node1" in fs.listdir(NODE)
     # the cxl region: disabling it takes the dax region away, re-enabling finds System RAM there
     fs.write("bus/cxl/drivers/cxl_region/unbind", b"region0\0")
@@ -385,15 +383,15 @@ def test_debugfs_unmovable_knobs():
     dbg = "kernel/debug/cxlsys/memory"
     b = blocks(s)
     i0 = b[0].phys_index
-    assert rd(fs, f"{dbg}/unmovable") == "\n" and rd(fs, f"{dbg}/kernel_zone_unmovable") == "N\n"
+    assert read_text(fs, f"{dbg}/unmovable") == "\n" and read_text(fs, f"{dbg}/kernel_zone_unmovable") == "N\n"
     fs.write(f"{dbg}/unmovable", f"{i0},{i0 + 2}-{i0 + 3}\n".encode())
-    assert rd(fs, f"{dbg}/unmovable") == f"{i0},{i0 + 2}-{i0 + 3}\n"
+    assert read_text(fs, f"{dbg}/unmovable") == f"{i0},{i0 + 2}-{i0 + 3}\n"
     assert [x.unmovable for x in b[:5]] == [True, False, True, True, False]
     for bad in (b"x\n", f"{i0 + 3}-{i0}\n".encode(), b"5\n"):      # garbage, reversed, not present
         with pytest.raises(KernelError) as e:
             fs.write(f"{dbg}/unmovable", bad)
         assert e.value.errno == errno.EINVAL
-    assert rd(fs, f"{dbg}/unmovable") == f"{i0},{i0 + 2}-{i0 + 3}\n"
+    assert read_text(fs, f"{dbg}/unmovable") == f"{i0},{i0 + 2}-{i0 + 3}\n"
     with pytest.raises(KernelError) as e:          # even in ZONE_MOVABLE, if the knob says so
         fs.write(f"{MEM}/memory{i0}/state", b"offline\0")
     assert e.value.errno == errno.EBUSY

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import cxlsys_run, needs_mount
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
+from cxlsys.testing import cxlsys_run, read_text
 
 TiB = 1 << 40
 BS = 128 << 20
@@ -16,10 +16,6 @@ N = 2 * TiB // BS
 MEM = "devices/system/memory"
 NODE = "devices/system/node"
 PARAMS = "module/memory_hotplug/parameters"
-
-
-def rd(fs, p):
-    return fs.read(p).decode()
 
 
 def test_large_region_onlines_all_blocks_in_process():
@@ -34,35 +30,34 @@ def test_large_region_onlines_all_blocks_in_process():
     node2 = [x for x in fs.listdir(f"{NODE}/node2") if x.startswith("memory")]
     assert len(node2) == N
     assert len([x for x in fs.listdir("bus/memory/devices")]) == N
-    assert rd(fs, f"{NODE}/online") == "0-2\n" and rd(fs, f"{NODE}/has_memory") == "0-1\n"
+    assert read_text(fs, f"{NODE}/online") == "0-2\n" and read_text(fs, f"{NODE}/has_memory") == "0-1\n"
     # what daxctl online-memory does: online_movable into every offline block of the device
     for i in idx:
         fs.write(f"{NODE}/node2/memory{i}/state", b"online_movable\0")
-    states = [rd(fs, f"{MEM}/memory{i}/state") for i in idx]
-    zones = [rd(fs, f"{MEM}/memory{i}/valid_zones") for i in idx]
+    states = [read_text(fs, f"{MEM}/memory{i}/state") for i in idx]
+    zones = [read_text(fs, f"{MEM}/memory{i}/valid_zones") for i in idx]
     assert states.count("online\n") == N and zones.count("Movable\n") == N
-    total_kb = int(rd(fs, f"{NODE}/node2/meminfo").split()[3])
+    total_kb = int(read_text(fs, f"{NODE}/node2/meminfo").split()[3])
     assert total_kb == 2 * TiB >> 10
-    assert rd(fs, f"{NODE}/has_memory") == "0-2\n" and rd(fs, f"{NODE}/has_normal_memory") == "0-1\n"
-    assert rd(fs, "devices/virtual/memory_tiering/memory_tier22/nodelist") == "2\n"
+    assert read_text(fs, f"{NODE}/has_memory") == "0-2\n" and read_text(fs, f"{NODE}/has_normal_memory") == "0-1\n"
+    assert read_text(fs, "devices/virtual/memory_tiering/memory_tier22/nodelist") == "2\n"
     # the automatic choice for such a block: 2 TiB do not fit 301% of the 128 GiB of boot memory
     for i in idx[:3]:
         fs.write(f"{MEM}/memory{i}/state", b"offline\0")
     fs.write(f"{PARAMS}/online_policy", b"auto-movable\0")
     # auto-movable: the group's 3 missing blocks would be MOVABLE on top of ~2 TiB, far beyond 301%
     # of the 128 GiB of boot memory (and node 2 has none of its own): ZONE_NORMAL
-    assert rd(fs, f"{MEM}/memory{idx[0]}/valid_zones") == "Normal Movable\n"
+    assert read_text(fs, f"{MEM}/memory{idx[0]}/valid_zones") == "Normal Movable\n"
     for i in idx:
-        if rd(fs, f"{MEM}/memory{i}/state") == "online\n":
+        if read_text(fs, f"{MEM}/memory{i}/state") == "online\n":
             fs.write(f"{MEM}/memory{i}/state", b"offline\0")
-    assert rd(fs, f"{NODE}/has_memory") == "0-1\n"
+    assert read_text(fs, f"{NODE}/has_memory") == "0-1\n"
     assert "memory_tier22" not in fs.listdir("devices/virtual/memory_tiering")
     fs.write("bus/dax/drivers/kmem/unbind", b"dax0.0\0")
     assert not s.memory.blocks and "node2" not in fs.listdir(NODE)
-    assert rd(fs, f"{NODE}/online") == "0-1\n"
+    assert read_text(fs, f"{NODE}/online") == "0-1\n"
 
 
-@needs_mount
 @pytest.mark.mount
 def test_large_region_onlines_through_daxctl():
     script = r'''

@@ -11,15 +11,7 @@ from cxlsys.errors import KernelError
 from cxlsys.ida import IDA
 from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtoull, parse_size, sysfs_streq
 from cxlsys.system import System
-
-
-def devs(system, cls, pred=lambda d: True):
-    return [d for d in system.cxl_bus.devices if isinstance(d, cls) and pred(d)]
-
-
-def ports(system, kind):
-    return devs(system, CxlPort, lambda p: p.kind == kind)
-
+from cxlsys.testing import devices, ports
 
 # ----------------------------------------------------------------- parsers
 
@@ -87,16 +79,16 @@ def test_cxl_test_enumeration(system):
     assert len(eps) == 11
     rcd_ep = [e for e in eps if e.uport.parent.name == "cxl_rcd.10"]
     assert len(rcd_ep) == 1 and rcd_ep[0].parent_port is root[0]
-    mds = devs(system, CxlMemdev)
+    mds = devices(system, CxlMemdev)
     assert len(mds) == 11 and all(m.driver is not None for m in mds)
     assert sorted(m.info.serial for m in mds) == list(range(11))
     # one id space for root/port/endpoint
-    ids = sorted(p.port_id for p in devs(system, CxlPort))
+    ids = sorted(p.port_id for p in devices(system, CxlPort))
     assert ids == list(range(len(ids)))
 
 
 def test_root_decoders(system):
-    rds = devs(system, CxlRootDecoder)
+    rds = devices(system, CxlRootDecoder)
     assert [d.name for d in rds] == [f"decoder0.{i}" for i in range(6)]
     assert [d.hpa_size >> 20 for d in rds] == [1024, 2048, 1024, 2048, 1024, 256]
     assert [d.interleave_ways for d in rds] == [1, 2, 1, 2, 1, 1]
@@ -108,19 +100,19 @@ def test_root_decoders(system):
 
 def test_xor_windows():
     s = System.boot("cxl_test", {"interleave_arithmetic": 1})
-    rds = devs(s, CxlRootDecoder)
+    rds = devices(s, CxlRootDecoder)
     assert [(d.hpa_size >> 30, d.interleave_ways, d.interleave_granularity) for d in rds] == \
         [(2, 1, 256), (2, 2, 256), (4, 4, 256)]     # 6.12's cfmws8: x4 over host bridges 0,1,0,1
     assert [t.port_id for t in rds[2].targets] == [0, 1, 0, 1]
     assert rds[1].xormaps == (0x404100,) and rds[2].xormaps == (0x404100, 0x808200)   # log2(ways) maps
     # the mock still commits the auto decoders, at the unpublished window 0 base (HPA 0): no region
-    assert not devs(s, CxlRegion)
+    assert not devices(s, CxlRegion)
     (ep,) = [p for p in ports(s, "endpoint") if p.uport.parent.name == "cxl_mem.0"]
     assert ep.decoders[0].enabled and ep.decoders[0].hpa_start == 0 and ep.decoders[0].hpa_size == 512 << 20
 
 
 def test_auto_region_assembled(system):
-    (r,) = devs(system, CxlRegion)
+    (r,) = devices(system, CxlRegion)
     assert r.name == "region0" and r.state == COMMIT and r.driver is not None
     assert r.interleave_ways == 2 and r.interleave_granularity == 4096 and r.hpa_size == 512 << 20
     hosts = [t.memdev.parent.name for t in r.targets[:2]]
@@ -137,7 +129,7 @@ def test_auto_region_assembled(system):
 # ----------------------------------------------------------------- lifecycle (cxl-topology.sh's checks)
 
 def _memdevs_below(system, switch_host):
-    return [m for m in devs(system, CxlMemdev)
+    return [m for m in devices(system, CxlMemdev)
             if any(a.name == switch_host for a in m.ancestors())]
 
 
@@ -182,7 +174,7 @@ def test_host_bridge_unbind_and_enable_port_with_memdevs(system):
     assert hb.registered and hb.driver is None and not hb.dports and not hb.decoders
     assert all(m.driver is None for m in mems)
     # the auto region lost its members: detached, decommitted, unbound
-    (r,) = devs(system, CxlRegion)
+    (r,) = devices(system, CxlRegion)
     assert r.nr_targets == 0 and r.driver is None
     # binding a memdev while its host bridge port is disabled fails like the kernel (ENXIO)
     with pytest.raises(KernelError) as e:
@@ -215,20 +207,20 @@ def test_disable_bus_and_reload(system):
     acpi = system.machine.acpi_dev
     acpi.driver.release(acpi)
     system.flush_work()
-    assert not ports(system, "root") and not devs(system, CxlRootDecoder)
-    mds = devs(system, CxlMemdev)
+    assert not ports(system, "root") and not devices(system, CxlRootDecoder)
+    mds = devices(system, CxlMemdev)
     assert len(mds) == 11 and all(m.driver is None for m in mds)
     system.modprobe(["-r", "cxl_test"])
     assert system.cxl_bus.devices == [] and not system.cxl_port_ida.used and not system.memregion_ida.used
     system.modprobe(["cxl_test"])
     assert [p.name for p in ports(system, "root")] == ["root0"]
-    assert len(devs(system, CxlMemdev)) == 11
+    assert len(devices(system, CxlMemdev)) == 11
 
 
 def test_modprobe_params_and_unknown_modules(system):
     system.modprobe(["-r", "cxl-test"])
     system.modprobe(["cxl_test", "interleave_arithmetic=1"])
-    assert len(devs(system, CxlRootDecoder)) == 3
+    assert len(devices(system, CxlRootDecoder)) == 3
     system.modprobe(["some_other_module"])   # accepted, no effect
     with pytest.raises(KernelError) as e:
         system.modprobe(["-r", "cxl_test"]) or system.modprobe(["cxl_test", "bogus=1"])

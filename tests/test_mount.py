@@ -5,13 +5,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cxlsys_run, needs_mount
+from cxlsys.testing import cxlsys_run, wait_for_line
 
-pytestmark = [needs_mount, pytest.mark.mount]
+ROOT = Path(__file__).resolve().parent.parent
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+pytestmark = pytest.mark.mount
 
 
 def jrun(script, **kw):
@@ -143,44 +146,46 @@ def test_shims_modprobe_journalctl_dmesg_udevadm():
 
 
 def test_exit_status_and_host_untouched():
-    before = open("/proc/self/mountinfo").read()
+    before = MOUNTINFO.read_text()
     r = cxlsys_run("exit 7", check=False)
     assert r.returncode == 7
-    assert open("/proc/self/mountinfo").read() == before
+    assert MOUNTINFO.read_text() == before
     assert not os.path.exists("/dev/cxl")
     assert not os.path.exists("/sys/bus/cxl/devices/root0")
 
 
 def test_sigint_tears_down():
-    before = open("/proc/self/mountinfo").read()
-    p = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "--", "sleep", "60"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(3)
-    p.send_signal(signal.SIGINT)
+    before = MOUNTINFO.read_text()
+    p = subprocess.Popen([sys.executable, "-m", "cxlsys", "run", "--", "sh", "-c", "echo ready; exec sleep 60"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_line(p.stdout, "ready", timeout=60)      # the mount is up and the command runs
+    finally:
+        p.send_signal(signal.SIGINT)                      # (on a timeout too: tear it down)
     rc = p.wait(timeout=30)
     assert rc == 130
-    assert open("/proc/self/mountinfo").read() == before
-    left = subprocess.run(["pgrep", "-f", "cxlsys-run"], capture_output=True, text=True).stdout
+    assert MOUNTINFO.read_text() == before
+    left = subprocess.run(["pgrep", "-f", "cxlsys-run"], capture_output=True, text=True, check=False).stdout
     assert left == ""
 
 
 def test_umockdev_redirect_without_namespace():
     """--via umockdev: no mount namespace, LD_PRELOAD path redirect (the no-root path)."""
-    before = open("/proc/self/mountinfo").read()
-    r = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--via", "umockdev", "--", "bash", "-c",
-                        "set -e; cxl list -M | jq length; cxl list -R | jq -r '.[0].region';"
-                        "echo mem3 > /sys/bus/cxl/drivers/cxl_mem/unbind; cxl list -M | jq length;"
-                        "test -e /dev/cxl/mem3 && echo node; modprobe -r cxl_test; ls /sys/bus/cxl/devices | wc -l"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    before = MOUNTINFO.read_text()
+    r = subprocess.run([sys.executable, "-m", "cxlsys", "run", "--via", "umockdev", "--", "bash", "-c",
+                        ("set -e; cxl list -M | jq length; cxl list -R | jq -r '.[0].region';"
+                         "echo mem3 > /sys/bus/cxl/drivers/cxl_mem/unbind; cxl list -M | jq length;"
+                         "test -e /dev/cxl/mem3 && echo node; modprobe -r cxl_test; ls /sys/bus/cxl/devices | wc -l")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["11", "region0", "10", "node", "0"]
-    assert open("/proc/self/mountinfo").read() == before
+    assert MOUNTINFO.read_text() == before
 
 
 def test_cxlsys_mount_umount_and_dmesg(tmp_path):
     mp = tmp_path / "sys"
     mp.mkdir()
-    cli = [sys.executable, "-m", "tools.cli"]
+    cli = [sys.executable, "-m", "cxlsys"]
     subprocess.run(cli + ["mount", "--topology", "qemu-hdm-db", str(mp)], cwd=ROOT, check=True, timeout=60)
     try:
         assert os.path.ismount(mp)
@@ -189,8 +194,9 @@ def test_cxlsys_mount_umount_and_dmesg(tmp_path):
         with pytest.raises(OSError) as e:
             (mp / "bus/cxl/flush").write_text("2\n")
         assert e.value.errno == 22
-        out = subprocess.run(cli + ["dmesg", str(mp)], cwd=ROOT, capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(cli + ["dmesg", str(mp)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             check=False).stdout
         assert "cxl bus flush: expected 1" in out
     finally:
-        subprocess.run(cli + ["umount", str(mp)], cwd=ROOT, timeout=60)
+        subprocess.run(cli + ["umount", str(mp)], cwd=ROOT, timeout=60, check=False)
     assert not os.path.ismount(mp)

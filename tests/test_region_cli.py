@@ -1,12 +1,11 @@
 """Region provisioning with Debian's cxl 76.1 through the mount (issue: region engine)."""
 
-import json
 
 import pytest
 
-from conftest import RAM_REGION_SETUP, cxlsys_run, needs_mount
+from cxlsys.testing import RAM_REGION_SETUP, cxlsys_run
 
-pytestmark = [needs_mount, pytest.mark.mount]
+pytestmark = pytest.mark.mount
 
 # memdevs below a host bridge, in `cxl list` order; positions alternate HB0/HB1 on an x2 root
 PICK = r'''
@@ -23,7 +22,8 @@ def test_pmem_regions_x1_x2_x4_x8():
     r=$(cxl create-region -d decoder0.3 -m $(hb 0 0) $(hb 1 0) | jq -r .region); show $r; cxl destroy-region -f $r
     r=$(cxl create-region -d decoder0.3 -m $(hb 0 0) $(hb 1 0) $(hb 0 2) $(hb 1 2) | jq -r .region); show $r
     cxl destroy-region -f $r
-    r=$(cxl create-region -d decoder0.3 -m $(hb 0 0) $(hb 1 0) $(hb 0 2) $(hb 1 2) $(hb 0 1) $(hb 1 1) $(hb 0 3) $(hb 1 3) | jq -r .region)
+    r=$(cxl create-region -d decoder0.3 -m $(hb 0 0) $(hb 1 0) $(hb 0 2) $(hb 1 2) \
+                                           $(hb 0 1) $(hb 1 1) $(hb 0 3) $(hb 1 3) | jq -r .region)
     show $r
     # switch and host-bridge decoders programmed for the x8 region: ways 2, granularity root << depth
     cxl list -D -r $r -d switch | jq -c 'map([.interleave_ways, .interleave_granularity]) | sort | unique'

@@ -3,8 +3,8 @@ comment), a setup that builds the state the rule needs, and one write the kernel
 
 For each row we check
   1. ``KernelError`` with exactly the errno of the rule,
-  2. the whole projected tree (``deep()``: /sys/bus, /sys/devices, /sys/module, /sys/dev) is
-     identical before and after the refused write,
+  2. the whole projected tree (``cxlsys.testing.sysfs_tree()``: /sys/bus, /sys/devices,
+     /sys/module, /sys/dev) is identical before and after the refused write,
   3. the last kernel-log record is the refusal's reason and names the object.  Writes refused
      at open (EACCES on a read-only file, ENOENT on a hidden one) never reach a store, so for
      those the log must not grow at all.
@@ -32,14 +32,11 @@ import shlex
 import attrs
 import pytest
 
-from conftest import cxlsys_run, needs_mount
 from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort, CxlRootDecoder
 from cxlsys.errors import KernelError
-from cxlsys.system import System
 from cxlsys.sysfs import Sysfs
-from cxlsys.treedump import dump_model
-
-ALL = ["/sys/bus", "/sys/devices", "/sys/module", "/sys/dev"]
+from cxlsys.system import System
+from cxlsys.testing import cxl_path, cxlsys_run, sysfs_tree
 
 EINVAL, EBUSY, ENXIO, ENODEV, ERANGE, ENOSPC, EACCES, ENOENT = (
     errno.EINVAL, errno.EBUSY, errno.ENXIO, errno.ENODEV, errno.ERANGE, errno.ENOSPC, errno.EACCES, errno.ENOENT)
@@ -48,10 +45,6 @@ U1 = "6f1d3c0e-8a1b-4c5d-9e2f-0a1b2c3d4e5f"
 U2 = "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d"
 NULL_UUID = "00000000-0000-0000-0000-000000000000"
 SZ256M, SZ512M, SZ1G = "0x10000000", "0x20000000", "0x40000000"
-
-
-def deep(fs):
-    return dump_model(fs, ALL)
 
 
 # ------------------------------------------------------------------------------ names
@@ -84,11 +77,6 @@ def offered_names(fs, system) -> dict:
                     out[f"nx{d.name.split('.')[1]}"] = fs.read(p).decode().strip()
                     break
     return out
-
-
-def resolve(path: str) -> str:
-    """'/x/y' is relative to /sys, anything else to /sys/bus/cxl/devices."""
-    return path[1:] if path.startswith("/") else "bus/cxl/devices/" + path
 
 
 # ------------------------------------------------------------------------------ setup language
@@ -152,7 +140,7 @@ def run_setup(fs, system, setup) -> dict:
     v = model_names(system)
     for step in setup:
         path, data = step[0], step[1]
-        p = resolve(path.format(**v))
+        p = cxl_path(path.format(**v))
         if isinstance(data, Var):
             name = fs.read(p).decode().strip()
             fs.write(p, (name + "\n").encode())
@@ -452,19 +440,19 @@ def _diff(a, b):
 @pytest.mark.parametrize("setup,path,data,err,who", CASES)
 def test_refused_write(system, fs, setup, path, data, err, who):
     v = run_setup(fs, system, setup)
-    p = resolve(path.format(**v))
+    p = cxl_path(path.format(**v))
     buf = data.format(**v).encode()
     if who is None:
         who = p.split("/")[3] if p.startswith("bus/cxl/devices/") else p.rsplit("/", 1)[1]
     else:
         who = who.format(**v)
-    before = deep(fs)
+    before = sysfs_tree(fs)
     seq = system.klog.seq
     with pytest.raises(KernelError) as ei:
         fs.write(p, buf)
     got = ei.value
     assert got.errno == err, f"errno {errno.errorcode.get(got.errno)} (want {errno.errorcode[err]}): {got.reason}"
-    after = deep(fs)
+    after = sysfs_tree(fs)
     assert after == before, "refused write changed the tree:\n" + _diff(before, after)
     if err in (EACCES, ENOENT):
         # refused at open(2): no store ran, nothing is logged
@@ -630,15 +618,15 @@ def mount_script(names: dict) -> str:
             continue
         if step[0] == "ok":
             _, path, data = step
-            lines.append(f"{_echo(data.format(**v))} > {_sh('/sys/' + resolve(path.format(**v)))}")
+            lines.append(f"{_echo(data.format(**v))} > {_sh('/sys/' + cxl_path(path.format(**v)))}")
             continue
         _, cid, path, data, _err = step
-        f = _sh("/sys/" + resolve(path.format(**v)))
+        f = _sh("/sys/" + cxl_path(path.format(**v)))
         lines += [
             f"f={f}",
             'b=$(cat "$f" 2>/dev/null || echo "<unreadable>")',
-            f'if ( {_echo(data.format(**v))} > "$f" ) 2>"$err"; then r=SUCCEEDED; '
-            "else r=$(sed 's/.*: //' \"$err\"); fi",
+            (f'if ( {_echo(data.format(**v))} > "$f" ) 2>"$err"; then r=SUCCEEDED; '
+             "else r=$(sed 's/.*: //' \"$err\"); fi"),
             'a=$(cat "$f" 2>/dev/null || echo "<unreadable>")',
             f'echo "RESULT {cid}|$r|$([ "$a" = "$b" ] && echo same || echo changed)|$(cat $alive)"',
         ]
@@ -668,17 +656,16 @@ def test_mount_story_in_process():
             v.update(model_names(system))
             continue
         if step[0] == "ok":
-            fs.write(resolve(step[1].format(**v)), step[2].format(**v).encode())
+            fs.write(cxl_path(step[1].format(**v)), step[2].format(**v).encode())
             continue
         _, cid, path, data, err = step
-        before = deep(fs)
+        before = sysfs_tree(fs)
         with pytest.raises(KernelError) as ei:
-            fs.write(resolve(path.format(**v)), data.format(**v).encode())
+            fs.write(cxl_path(path.format(**v)), data.format(**v).encode())
         assert ei.value.errno == err, (cid, ei.value.reason)
-        assert deep(fs) == before, cid
+        assert sysfs_tree(fs) == before, cid
 
 
-@needs_mount
 @pytest.mark.mount
 def test_refused_writes_through_the_mount():
     names = model_names(System.boot("cxl_test"))

@@ -9,22 +9,15 @@ from pathlib import Path
 import pytest
 
 from cxlsys.cxl.core.memdev import CxlMemdev
-from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort, CxlRootDecoder
+from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlRootDecoder
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
+from cxlsys.testing import devices, ports
 from cxlsys.topology import FIXTURES, TopologyError, load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 SZ_256M = 256 << 20
 SZ_1G = 1 << 30
-
-
-def devs(system, cls, pred=lambda d: True):
-    return [d for d in system.cxl_bus.devices if isinstance(d, cls) and pred(d)]
-
-
-def ports(system, kind):
-    return devs(system, CxlPort, lambda p: p.kind == kind)
 
 
 def host_bridge_ports(system):
@@ -47,19 +40,19 @@ def test_cxl_test_enumerates():
     assert len(root) == 1 and len(root[0].dports) == 4          # 4 host bridges (one RCH)
     assert len(host_bridge_ports(s)) == 3                        # the RCH has no port
     assert len(ports(s, "port")) == 3 + 5                        # + 5 switches
-    mds = devs(s, CxlMemdev)
+    mds = devices(s, CxlMemdev)
     assert len(mds) == 11 and all(m.driver is not None for m in mds)
     assert sorted(m.info.serial for m in mds) == list(range(11))
     assert len(ports(s, "endpoint")) == 11
-    assert len(devs(s, CxlRootDecoder)) == 6
-    rcd = [m for m in mds if m.parent.name == "cxl_rcd.10"][0]
+    assert len(devices(s, CxlRootDecoder)) == 6
+    rcd = next(m for m in mds if m.parent.name == "cxl_rcd.10")
     assert (rcd.ram_size, rcd.pmem_size) == (2 * SZ_1G, 0)
     assert all((m.ram_size, m.pmem_size) == (SZ_1G, SZ_1G) for m in mds if m is not rcd)
 
 
 def test_cxl_test_xor_param():
     s = System.boot("cxl_test", {"interleave_arithmetic": 1})
-    rds = devs(s, CxlRootDecoder)
+    rds = devices(s, CxlRootDecoder)
     assert len(rds) == 3 and all(r.interleave_arithmetic == 1 for r in rds)
 
 
@@ -79,7 +72,7 @@ def test_qemu_hdm_db_enumerates():
     assert len(sw) == 1 and sw[0].uport.name == "0000:0d:00.0" and sw[0].parent_port is hb[0]
     assert sorted(sw[0].dports) == [0, 1, 2, 3]
     assert [sw[0].dports[i].dport_dev.name for i in range(4)] == [f"0000:0e:0{i}.0" for i in range(4)]
-    mds = sorted(devs(s, CxlMemdev), key=lambda m: m.info.serial)
+    mds = sorted(devices(s, CxlMemdev), key=lambda m: m.info.serial)
     assert len(mds) == 4
     assert [m.parent.name for m in mds] == ["0000:0f:00.0", "0000:10:00.0", "0000:11:00.0", "0000:12:00.0"]
     assert [m.info.serial for m in mds] == [1, 2, 3, 4]
@@ -93,7 +86,7 @@ def test_qemu_hdm_db_enumerates():
     eps = ports(s, "endpoint")
     assert len(eps) == 4 and all(e.parent is sw[0] and e.driver is not None for e in eps)
     assert all(len([d for d in e.decoders.values() if isinstance(d, CxlEndpointDecoder)]) == 4 for e in eps)
-    rds = devs(s, CxlRootDecoder)
+    rds = devices(s, CxlRootDecoder)
     assert len(rds) == 1
     rd = rds[0]
     assert (rd.name, rd.hpa_start, rd.hpa_size, rd.interleave_ways) == ("decoder0.0", 0x490000000, 4 * SZ_1G, 1)
@@ -124,7 +117,7 @@ def test_bi_direct_enumerates():
     assert md.endpoint is by["endpoint2"] and md.driver is not None
     assert (md.ram_size, md.pmem_size, md.info.serial) == (SZ_1G, 0, 1)
     assert md.info.hdm_db and md.info.flit == 256
-    assert len(host_bridge_ports(s)) == 1 and len(ports(s, "endpoint")) == 1 and len(devs(s, CxlRootDecoder)) == 1
+    assert len(host_bridge_ports(s)) == 1 and len(ports(s, "endpoint")) == 1 and len(devices(s, CxlRootDecoder)) == 1
 
 
 # ------------------------------------------------------------------ bad topologies
@@ -158,7 +151,7 @@ def test_base_is_valid():
     assert [p.kind for p in t.switches[0].downstream] == ["pci", "pci"]
     assert t.host_bridges[0].parent == ""
     s = System.boot(t)
-    assert len(ports(s, "endpoint")) == 3 and len(devs(s, CxlRootDecoder)) == 2
+    assert len(ports(s, "endpoint")) == 3 and len(devices(s, CxlRootDecoder)) == 2
 
 
 def _rch(t):
@@ -370,8 +363,8 @@ def test_cli_refuses_bad_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(_to_toml(t))
     assert parse_topology(base(), "ok")          # the serializer round-trips the valid base
-    r = subprocess.run([sys.executable, "-m", "tools.cli", "tree", "-t", str(bad)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "cxlsys", "tree", "-t", str(bad)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
     assert r.stderr.strip() == f"cxlsys: {bad}: window[0].targets: no host bridge has uid 7"

@@ -1,6 +1,7 @@
 """Differential check: our ``cxl_test`` sysfs projection against a real Linux 6.12 dump.
 
-The golden trees (``/work/shared/reference/golden-6.12``) come from a kernel whose memdev,
+The golden trees (``../shared/reference/golden-6.12`` beside the checkout, or
+``$CXLSYS_GOLDEN_DIR``) come from a kernel whose memdev,
 port, endpoint, decoder, pmem, region and nmem numbers follow asynchronous probe order, so
 both trees are first renamed to canonical device names derived from each tree's own
 structure, then compared entry by entry:
@@ -28,9 +29,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
-GOLDEN_DIR = "/work/shared/reference/golden-6.12"
-GOLDEN = {"modulo": (f"{GOLDEN_DIR}/tree-cxl_test.txt", None),
-          "xor": (f"{GOLDEN_DIR}/tree-cxl_test-xor.txt", {"interleave_arithmetic": 1})}
+from tools.golden import golden_file
+
+GOLDEN = {"modulo": (golden_file("tree-cxl_test.txt"), None),
+          "xor": (golden_file("tree-cxl_test-xor.txt"), {"interleave_arithmetic": 1})}
 
 # the category of a canonical path: the first match wins
 CATEGORIES = (

@@ -1,6 +1,6 @@
 """Differential check: ``cxl list -BPEMDTRi -vv`` against a real Linux 6.12 capture.
 
-The golden document (``/work/shared/reference/golden-6.12/list-cxl_test.json``) comes from a
+The golden document (``list-cxl_test.json`` of the golden-6.12 data, see tools/golden.py) comes from a
 kernel whose memdev, port, endpoint, decoder and region numbers follow asynchronous probe
 order, so both documents are flattened into ``{canonical field path: value}`` maps whose names
 are derived from each document's own structure:
@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-GOLDEN = "/work/shared/reference/golden-6.12/list-cxl_test.json"
+from tools.golden import golden_file
+
+GOLDEN = golden_file("list-cxl_test.json")
 LIST_ARGS = ("cxl", "list", "-BPEMDTRi", "-vv")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +53,7 @@ NAME_KEYS = frozenset({"bus", "port", "endpoint", "decoder", "memdev", "region",
 CHILD_LIST = re.compile(r"^(ports|endpoints|decoders|regions|memdevs|dports|targets|mappings)(:.*)?$")
 
 HPA_PRESENT = "<hpa>"
-KINDS = ("bus", "port", "endpoint", "decoder", "region", "memdev")   # an object's identifying key   # the value a root window base is compared as
+KINDS = ("bus", "port", "endpoint", "decoder", "region", "memdev")   # an object's identifying key
 
 
 class Canon:
@@ -276,7 +278,7 @@ def load_golden(path: str = GOLDEN) -> list:
 
 def ours_live(topology: str = "cxl_test") -> list:
     """Run the real cxl tool in ``cxlsys run`` (needs root, /dev/fuse)."""
-    r = subprocess.run([sys.executable, "-m", "tools.cli", "run", "--topology", topology, "--", *LIST_ARGS],
+    r = subprocess.run([sys.executable, "-m", "cxlsys", "run", "--topology", topology, "--", *LIST_ARGS],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     return json.loads(r.stdout)
 

@@ -21,10 +21,10 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import cxlsys, mfusepy, rich, pyfakefs, pytest, attrs" 2>/dev/null \
+if ! .venv/bin/python -c "import cxlsys, mfusepy, rich, pyfakefs, pytest, attrs, ruff, mypy" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q -e '.[dev]'
     touch .venv/.installed
 fi
 echo "setup: ok ($(.venv/bin/python --version), cxl $(cxl version 2>/dev/null || echo missing))"

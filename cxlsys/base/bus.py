@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Optional
 
 import attrs
 
-from cxlsys.base.device import Device
+from cxlsys.base.device import RW, WO, Attr, Device, attr_node
 from cxlsys.errors import KernelError
+from cxlsys.kernfs import KDir, KLink, pure
 from cxlsys.kstrto import kstrtobool, strip_newline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,14 +37,14 @@ class Driver:
 
     # dd.c: really_probe / device_release_driver
     def attach(self, dev: Device) -> None:
-        dev.driver = self
+        dev.driver = self                  # a field set: the tracker sees the device change
+        dev.sys.changes.touch(self)        # ... and this driver's directory list it
         try:
             self.probe(dev)
         except KernelError:
             dev.release_devres()
             dev.driver = None
             raise
-        dev.sys.changed()
 
     def release(self, dev: Device) -> None:
         if dev.driver is not self:
@@ -51,10 +52,46 @@ class Driver:
         self.remove(dev)
         dev.release_devres()
         dev.driver = None
-        dev.sys.changed()
+        dev.sys.changes.touch(self)
 
     def bound_devices(self) -> list:
         return [d for d in self.bus.devices if d.driver is self]
+
+    # ----- /sys/bus/<bus>/drivers/<drv>/ ---------------------------------------------
+    def driver_attrs(self) -> list:
+        """The driver's attribute files (driver_attribute): bind/unbind unless suppressed, the
+        driver's own (``extra_files``: ``<name>_store`` methods), uevent."""
+        out = [WO(f) for f in self.extra_files]
+        if self.bindable:
+            out = [Attr("bind", 0o200, None, _bind_store), Attr("unbind", 0o200, None, _unbind_store)] + out
+        return out + [Attr("uevent", 0o200, None, _accept)]
+
+    def kernfs_dir(self) -> KDir:
+        return KDir(self._kernfs_children, owner=self)
+
+    def kernfs_paths(self) -> list:
+        return [f"bus/{self.bus.name}/drivers/{self.name}"]
+
+    def _kernfs_children(self) -> dict:
+        out: dict = {a.name: attr_node(self, a, a.mode) for a in self.driver_attrs()}
+        if self.module:
+            out["module"] = KLink(f"module/{self.module}")
+        for d in self.bound_devices():
+            out[d.name] = KLink(d.path)
+        return out
+
+
+def _bind_store(drv: Driver, buf: str) -> None:
+    drv.bus.bind_store(drv, buf)
+
+
+def _unbind_store(drv: Driver, buf: str) -> None:
+    drv.bus.unbind_store(drv, buf)
+
+
+@pure
+def _accept(owner, buf: str) -> None:
+    """``uevent`` of a bus or driver: a synthetic event, nothing changes."""
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -69,7 +106,7 @@ class Bus:
     def register_driver(self, drv: Driver) -> Driver:
         drv.bus = self
         self.drivers[drv.name] = drv
-        self.sys.changed()
+        self.sys.changes.touch(self)
         for dev in list(self.devices):
             if dev.driver is None and drv.match(dev):
                 self._try_probe(drv, dev)
@@ -104,7 +141,8 @@ class Bus:
         except KernelError as e:
             # -ENODEV/-ENXIO "reject the match" quietly (pr_debug), anything else warns
             level = "debug" if e.errno in (errno.ENODEV, errno.ENXIO) else "warn"
-            self.sys.klog.log(f"{drv.name} {dev.name}: probe failed: {e.reason} (-{errno.errorcode.get(e.errno, e.errno)})", level)
+            name = errno.errorcode.get(e.errno, e.errno)
+            self.sys.klog.log(f"{drv.name} {dev.name}: probe failed: {e.reason} (-{name})", level)
             return False
 
     # ----- the sysfs files of /sys/bus/<bus>/drivers/<drv>/ ------------------------
@@ -135,3 +173,25 @@ class Bus:
 
     def drivers_autoprobe_store(self, buf: str) -> None:
         self.drivers_autoprobe = kstrtobool(buf)
+
+    # ----- /sys/bus/<bus>/ ------------------------------------------------------------
+    def bus_attrs(self) -> list:
+        """The bus's attribute files (bus_attribute): the driver-core ones and the bus's own
+        (``extra_files``: ``<name>_store`` methods, e.g. the cxl bus's ``flush``)."""
+        return [RW("drivers_autoprobe"), WO("drivers_probe"), Attr("uevent", 0o200, None, _accept)] + \
+            [WO(f) for f in self.extra_files]
+
+    def kernfs_dir(self) -> KDir:
+        return KDir(self._kernfs_children, owner=self)
+
+    def kernfs_paths(self) -> list:
+        return [f"bus/{self.name}", f"bus/{self.name}/devices", f"bus/{self.name}/drivers"]
+
+    def _kernfs_children(self) -> dict:
+        out: dict = {
+            "devices": KDir(lambda: {d.name: KLink(d.path) for d in self.devices}, owner=self),
+            "drivers": KDir(lambda: {n: d.kernfs_dir() for n, d in self.drivers.items()}, owner=self),
+        }
+        for a in self.bus_attrs():
+            out[a.name] = attr_node(self, a, a.mode)
+        return out

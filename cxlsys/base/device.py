@@ -17,11 +17,13 @@ so visibility follows the model's state like ``sysfs_update_group`` does.
 from __future__ import annotations
 
 import errno
+import functools
 from typing import TYPE_CHECKING, Callable, ClassVar, Optional, Union
 
 import attrs
 
 from cxlsys.errors import KernelError
+from cxlsys.kernfs import KDir, KFile, KLink, is_pure, pure
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.base.bus import Bus, Driver
@@ -68,6 +70,20 @@ def call(dev, fn, *args):
     return fn(dev, *args)
 
 
+def _bound(owner, fn):
+    """An attribute's show/store bound to its owner (``fn`` is a method name or ``fn(owner, ...)``)."""
+    if fn is None:
+        return None
+    return getattr(owner, fn) if isinstance(fn, str) else functools.partial(fn, owner)
+
+
+def attr_node(owner, a: Attr, mode: int) -> KFile:
+    """The kernfs file of attribute ``a`` of ``owner`` (a device, bus or driver)."""
+    store = _bound(owner, a.store)
+    return KFile(mode, _bound(owner, a.show), store, owner=owner,
+                 pure=is_pure(a.store if callable(a.store) else store))
+
+
 @attrs.define(eq=False, kw_only=True)
 class Device:
     """struct device: a directory in /sys/devices, maybe on a bus, maybe bound."""
@@ -89,6 +105,16 @@ class Device:
     numa_node: int = -1
     devt: Optional[tuple] = None                            # (major, minor) for char devices
     devname: Optional[str] = None                           # /dev name for uevent (DEVNAME=)
+
+    def __setattr__(self, name: str, value) -> None:
+        """Every field assignment of a registered device is reported to the change tracker: its
+        directory (attribute visibility, links) and values may have changed."""
+        object.__setattr__(self, name, value)
+        try:
+            if self.registered:
+                self.sys.changes.touch(self)
+        except AttributeError:      # during __init__, before 'registered' is set
+            pass
 
     # ----- identity and paths -------------------------------------------------
     @property
@@ -118,6 +144,46 @@ class Device:
     def links(self) -> dict:
         """Extra symlinks in this device's directory: name -> Device or '/sys'-relative path."""
         return {}
+
+    def linked_from(self) -> tuple:
+        """Other devices whose directories hold a link to this one (besides the bus and driver
+        directories): they list differently when this device comes or goes."""
+        return ()
+
+    # ----- kernfs -----------------------------------------------------------------
+    def kernfs_dir(self) -> KDir:
+        """This device's directory: attribute files, named groups, child devices, links."""
+        return KDir(self._kernfs_children, owner=self)
+
+    def kernfs_paths(self) -> list:
+        """The directories this device owns (itself and its named groups), for change tracking."""
+        p = self.path
+        return [p] + [f"{p}/{g.name}" for g in self.all_groups() if g.name is not None]
+
+    def _group_nodes(self, group: AttrGroup) -> dict:
+        out = {}
+        for a in group.attrs:
+            mode = self.attr_mode(group, a)
+            if mode:
+                out[a.name] = attr_node(self, a, mode)
+        return out
+
+    def _kernfs_children(self) -> dict:
+        out: dict = {}
+        for g in self.all_groups():
+            if g.name is None:
+                out.update(self._group_nodes(g))
+            elif self.group_visible(g):
+                out[g.name] = KDir((lambda g=g: self._group_nodes(g)), owner=self)
+        for name, child in self.children.items():
+            out[name] = child.kernfs_dir()
+        if self.driver is not None and self.bus is not None:
+            out["driver"] = KLink(f"bus/{self.bus.name}/drivers/{self.driver.name}")
+        if self.bus is not None:
+            out["subsystem"] = KLink(f"bus/{self.bus.name}")
+        for name, tgt in self.links().items():
+            out[name] = KLink(tgt.path if isinstance(tgt, Device) else tgt)
+        return out
 
     def modalias(self) -> Optional[str]:
         return None
@@ -181,6 +247,7 @@ def _uevent_show(dev: Device) -> str:
     return "".join(f"{x}\n" for x in v)
 
 
+@pure
 def _uevent_store(dev: Device, buf: str) -> None:
     action = buf.strip()
     if action.split(" ")[0] not in ("add", "remove", "change", "move", "online", "offline", "bind", "unbind"):
@@ -212,7 +279,7 @@ def device_add(dev: Device) -> Device:
     dev.registered = True
     if dev.bus is not None:
         dev.bus.add_device(dev)
-    dev.sys.changed()
+    dev.sys.changes.device_added(dev, _listers(dev))
     if dev.bus is not None and dev.bus.drivers_autoprobe:
         dev.bus.probe_device(dev)
     return dev
@@ -227,6 +294,8 @@ def device_del(dev: Device) -> None:
         dev.driver.release(dev)
     for child in reversed(list(dev.children.values())):
         device_del(child)
+    path = dev.path
+    listers = _listers(dev)
     if dev.bus is not None:
         dev.bus.remove_device(dev)
     if dev.parent is not None:
@@ -235,4 +304,29 @@ def device_del(dev: Device) -> None:
         dev.sys.top_devices.pop(dev.name, None)
     dev.registered = False
     dev.release()
-    dev.sys.changed()
+    dev.sys.changes.device_removed(dev, path, listers)
+
+
+def _listers(dev: Device) -> tuple:
+    """The owners of every directory that lists ``dev``: its parent (or /sys/devices), its bus's
+    ``devices/``, /sys/dev/char for a char device, and devices that link to it."""
+    out = [dev.parent if dev.parent is not None else TOP_DEVICES]
+    if dev.bus is not None:
+        out.append(dev.bus)
+    if dev.devt is not None:
+        out.append(DEV_CHAR)
+    return tuple(out) + tuple(dev.linked_from())
+
+
+@attrs.frozen
+class SysfsDir:
+    """A directory of /sys owned by no device (``devices``, ``dev/char``, ``module``)."""
+
+    path: str
+
+    def kernfs_paths(self) -> list:
+        return [self.path]
+
+
+TOP_DEVICES = SysfsDir("devices")
+DEV_CHAR = SysfsDir("dev/char")

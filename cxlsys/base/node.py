@@ -94,13 +94,18 @@ class Node(Device):
                 out[blk.name] = blk
         return out
 
+    def linked_from(self):
+        """Its memory blocks link back to it (memoryN/nodeN)."""
+        nm = self.sys.memory.nodes.get(self.id)
+        return tuple(nm.blocks.values()) if nm is not None else ()
+
     def cpumap_show(self):
         return cpumask_hex(self.cpus) + "\n"
 
     def cpulist_show(self):
         return nodelist(self.cpus) + "\n"
 
-    def distance_to(self, other: "Node") -> int:
+    def distance_to(self, other: Node) -> int:
         if other.id == self.id:
             return self.distances.get(self.id, 10)
         if other.id in self.distances:
@@ -143,8 +148,6 @@ class Cpu(Device):
 
 
 def build_nodes(sys, root_system: Device, nodes_cfg) -> None:
-    from cxlsys.base.memory_tiers import MemoryTiers
-
     node_bus = sys.buses.get("node")
     if node_bus is None:
         node_bus = sys.buses["node"] = Bus(name="node", sys=sys)
@@ -162,5 +165,4 @@ def build_nodes(sys, root_system: Device, nodes_cfg) -> None:
             device_add(n)
         for c in cfg.cpus:
             device_add(Cpu(name=f"cpu{c}", parent=cpuroot, sys=sys, id=c))
-    sys.memory.tiers = MemoryTiers(sys)
-    sys.memory.tiers.setup()
+    sys.memory.memory_tier_init()      # mm/memory-tiers.c's initcall, once the node devices exist

@@ -1,13 +1,13 @@
-"""drivers/pci (just enough): PCI functions as hosts of CXL ports and memdevs, and cxl_pci."""
+"""drivers/pci (just enough): PCI functions and host bridges as hosts of CXL ports and memdevs.
+
+The cxl_pci driver that binds CXL memory devices is drivers/cxl/pci.c: :mod:`cxlsys.cxl.pci`.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import attrs
 
-from cxlsys.base.bus import Driver
-from cxlsys.base.device import RO, AttrGroup, Attr, Device
+from cxlsys.base.device import RO, Attr, AttrGroup, Device
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -16,7 +16,7 @@ class PciDevice(Device):
     device: int = 0x7075
     pci_class: int = 0x060400
     cfg: object = attrs.field(default=None, repr=False)
-    dport_id: Optional[int] = None
+    dport_id: int | None = None
 
     groups = (AttrGroup([RO("vendor"), RO("device"), RO("class", "class_show"), RO("numa_node"), RO("modalias")],
                         is_visible="pci_visible"),)
@@ -54,20 +54,4 @@ class PciRoot(Device):
     """``pciDDDD:BB``: a PCI host bridge (root bus) directory."""
 
     cfg: object = attrs.field(default=None, repr=False)
-    dport_id: Optional[int] = None
-
-
-@attrs.define(eq=False, kw_only=True)
-class CxlPciDriver(Driver):
-    """drivers/cxl/pci.c: binds CXL memory-device class functions (0x050210) and adds memN."""
-
-    name: str = "cxl_pci"
-    module: str = "cxl_pci"
-
-    def match(self, dev) -> bool:
-        m = dev.sys.machine
-        return isinstance(dev, PciDevice) and dev.pci_class == 0x050210 and m is not None \
-            and dev.name in m.memdev_hosts
-
-    def probe(self, pdev) -> None:
-        pdev.sys.machine.probe_memdev(pdev)
+    dport_id: int | None = None

@@ -15,7 +15,7 @@ from typing import Optional
 import attrs
 
 from cxlsys.base.bus import Driver
-from cxlsys.base.device import Attr, AttrGroup, Device, RO, RW
+from cxlsys.base.device import RO, RW, Attr, AttrGroup, Device
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import strip_newline
 

@@ -10,8 +10,7 @@ from cxlsys.base.bus import Driver
 from cxlsys.cxl.core.bi import bi_setup
 from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.cxl.core.pmem import devm_cxl_add_nvdimm
-from cxlsys.cxl.core.port import (cxl_detach_ep, devm_cxl_add_port, find_cxl_port_by_uport, find_dport,
-                                  unregister_port)
+from cxlsys.cxl.core.port import cxl_detach_ep, devm_cxl_add_port, find_cxl_port_by_uport, find_dport, unregister_port
 from cxlsys.errors import KernelError
 
 

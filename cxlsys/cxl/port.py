@@ -33,7 +33,8 @@ class CxlPortDriver(Driver):
                     try:
                         region.cxl_add_to_region(dec)
                     except KernelError as e:
-                        port.sys.klog.log(f"cxl_port {port.name}: {dec.name}: failed to add to region: {e.reason}", "err")
+                        port.sys.klog.log(f"cxl_port {port.name}: {dec.name}: failed to add to region: {e.reason}",
+                                          "err")
             return
         port.dead = False
         devm_cxl_port_enumerate_dports(port)

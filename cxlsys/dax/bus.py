@@ -136,7 +136,6 @@ class DaxRegionAttrs:
         return f"{s.name}\n" if s is not None else "\n"
 
     def dax_region_delete_store(self, buf: str):
-        r = self.dax_region
         victim = next((c for c in self.children.values() if sysfs_streq(c.name, buf)), None)
         if not isinstance(victim, DevDax):
             raise KernelError(errno.ENXIO, f"{self.name}: delete: no device {strip_newline(buf)!r} in this region")
@@ -147,7 +146,6 @@ class DaxRegionAttrs:
         if victim.id <= 0:
             raise KernelError(errno.EBUSY, f"{self.name}: delete: {victim.name}: id 0 is never deleted")
         unregister_dev_dax(victim)
-        self.sys.changed()
 
 
 def _region_name(r: DaxRegion) -> str:
@@ -262,7 +260,8 @@ class DevDax(Device):
                 raise KernelError(errno.EINVAL, "")
             s, e = kstrtoull(start, 16), kstrtoull(end, 16)
         except KernelError:
-            raise KernelError(errno.EINVAL, f"{self.name}: mapping: expected START-END in hex, got {strip_newline(buf)!r}")
+            raise KernelError(errno.EINVAL,
+                              f"{self.name}: mapping: expected START-END in hex, got {strip_newline(buf)!r}")
         if not self.region.host_bound():
             raise KernelError(errno.ENXIO, f"{self.name}: mapping: region {self.parent.name} is not enabled")
         n = (e - s + 1) % (1 << 64)              # range_len() in u64: END < START wraps
@@ -425,10 +424,10 @@ class DaxDriver(Driver):
         claimed = []
         for i, (s, n, _) in enumerate(dev.ranges):
             try:
-                claimed.append(mem.iomem.request(s, n, dev.name))
+                claimed.append(mem.iomem.request_region(s, n, dev.name))
             except KernelError:
                 for c in claimed:
-                    mem.iomem.release(c)
+                    mem.iomem.release_region(c)
                 raise KernelError(errno.EBUSY, f"{dev.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve range")
         dev.iomem = claimed
         dev.devm_add_action(lambda: _release_iomem(dev), "device_dax:iomem")
@@ -457,5 +456,5 @@ class DaxDriver(Driver):
 
 def _release_iomem(dev: DevDax) -> None:
     for c in dev.iomem:
-        dev.sys.memory.iomem.release(c)
+        dev.sys.memory.iomem.release_region(c)
     dev.iomem = []

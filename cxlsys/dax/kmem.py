@@ -19,10 +19,10 @@ import errno
 
 import attrs
 
-from cxlsys.base.memory import PAGE_SIZE
-from cxlsys.base.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 from cxlsys.dax.bus import DaxDriver, DevDax
 from cxlsys.errors import KernelError
+from cxlsys.mm.memory_hotplug import PAGE_SIZE
+from cxlsys.mm.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 
 
 @attrs.define
@@ -74,16 +74,17 @@ class KmemDriver(DaxDriver):
                     continue
                 s, n = r
                 try:
-                    claim = mem.iomem.request(s, n, dd.name)
+                    claim = mem.iomem.request_region(s, n, dd.name)
                 except KernelError:
                     sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve region", "warn")
                     if mapped:
                         continue
-                    raise KernelError(errno.EBUSY, f"{dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve region")
+                    raise KernelError(errno.EBUSY,
+                                      f"{dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve region")
                 try:
                     mem.add_memory(s, n, nid, dd, dd.memmap_on_memory, group)
                 except KernelError as e:
-                    mem.iomem.release(claim)
+                    mem.iomem.release_region(claim)
                     sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} memory add failed", "warn")
                     if mapped:
                         continue
@@ -118,11 +119,10 @@ class KmemDriver(DaxDriver):
                     if b.owner is dd and s <= b.start < s + n:
                         b.owner = None
                 continue
-            mem.iomem.release(claim)
+            mem.iomem.release_region(claim)
             data.ranges[i] = None
             success += 1
         if success >= len(dd.ranges):
             mem.unregister_group(data.group)
             mem.tiers.clear_node_memory_type(dd.target_node)
         dd.kmem_state = None
-        sys.changed()

@@ -106,7 +106,8 @@ def check_path(md) -> Optional[str]:
             parent = dp.port
             if parent.parent_port is not None and parent.parent_port.kind != "root":
                 if _flit(parent.uport) != FLIT_256:
-                    return f"{md.name}: switch {parent.uport.name} upstream link is {_flit(parent.uport)}B flit, needs 256B"
+                    return (f"{md.name}: switch {parent.uport.name} upstream link is {_flit(parent.uport)}B flit, "
+                            "needs 256B")
                 if parent.uport.name not in comps:
                     return f"{md.name}: switch {parent.uport.name} has no BI route table"
         port = port.parent_port
@@ -144,11 +145,9 @@ def bi_enable(md) -> None:
             comp.disable()
         md.sys.klog.log(f"cxl_mem {md.name}: BI enable failed, rolled back {len(enabled_here)} component(s): "
                         f"{e.reason}", "err")
-        md.sys.changed()
         raise
     md.bi_enabled = True
     md.bi_path_cache = path
-    md.sys.changed()
 
 
 def bi_release(md) -> None:
@@ -163,4 +162,3 @@ def bi_release(md) -> None:
     if md.bi_id is not None:
         md.sys.bi_id_ida.free(md.bi_id)
         md.bi_id = None
-    md.sys.changed()

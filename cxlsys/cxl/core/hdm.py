@@ -9,12 +9,12 @@ real registers outlive a driver unbind.
 from __future__ import annotations
 
 import errno
-from typing import Optional
 
 import attrs
 
 from cxlsys.cxl import cxl as C
-from cxlsys.cxl.core.port import (CxlEndpointDecoder, CxlPort, CxlSwitchDecoder, add_decoder)
+from cxlsys.cxl.core import core
+from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort, CxlSwitchDecoder, add_decoder
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtoull, strip_newline
 
@@ -29,7 +29,7 @@ class HdmRegs:
     granularity: int = 256
     committed: bool = False
     locked: bool = False
-    targets: Optional[tuple] = None    # dport ids (switch/host bridge); None = the port's dports in order
+    targets: tuple | None = None       # dport ids (switch/host bridge); None = the port's dports in order
     skip: int = 0                      # endpoint DPA skip
     target_type: int = C.CXL_DECODER_HOSTONLYMEM
     bi: bool = False
@@ -44,7 +44,7 @@ class HdmCap:
     regs: dict = attrs.field(factory=dict)        # decoder id -> HdmRegs (live registers)
     firmware: dict = attrs.field(factory=dict)    # decoder id -> HdmRegs programmed by "firmware"
     reprogram_on_enumerate: bool = False          # cxl_test's mock re-applies firmware state each probe
-    commit_fault: Optional[str] = None            # injected failure: 'timeout' | 'error'
+    commit_fault: str | None = None               # injected failure: 'timeout' | 'error'
     # HDM Decoder Capability register: interleave support
     ways_3_6_12: bool = True
     ways_16: bool = True
@@ -109,7 +109,7 @@ def devm_cxl_enumerate_decoders(port: CxlPort) -> None:
             if r.committed:
                 dpa = r.size // max(r.ways, 1)
                 try:
-                    dpa_reserve(dec, dpa, r.skip)
+                    cxl_dpa_reserve(dec, dpa, r.skip)
                 except KernelError as e:
                     sys.klog.log(f"cxl_port {port.name}: {dec.name}: failed to reserve DPA: {e.reason}", "err")
                     raise KernelError(errno.ENXIO, f"{dec.name}: DPA reservation failed")
@@ -143,13 +143,14 @@ def _ep_decoders(port: CxlPort):
     return [d for d in port.decoders.values() if isinstance(d, CxlEndpointDecoder)]
 
 
-def dpa_reserve(dec: CxlEndpointDecoder, size: int, skip: int) -> None:
+def cxl_dpa_reserve(dec: CxlEndpointDecoder, size: int, skip: int) -> None:
     """__cxl_dpa_reserve(): place ``size`` bytes right after the previous decoder (+skip)."""
     port = dec.port
     if dec.dpa_start is not None:
         raise KernelError(errno.EBUSY, f"{dec.name}: DPA already reserved")
     if port.hdm_end + 1 != dec.id:
-        raise KernelError(errno.EBUSY, f"{dec.name}: expected decoder{port.port_id}.{port.hdm_end + 1} to be allocated first")
+        raise KernelError(errno.EBUSY,
+                          f"{dec.name}: expected decoder{port.port_id}.{port.hdm_end + 1} to be allocated first")
     prev_end = 0
     for d in _ep_decoders(port):
         if d.dpa_start is not None:
@@ -163,7 +164,7 @@ def dpa_reserve(dec: CxlEndpointDecoder, size: int, skip: int) -> None:
     port.hdm_end += 1
 
 
-def dpa_free(dec: CxlEndpointDecoder) -> None:
+def cxl_dpa_free(dec: CxlEndpointDecoder) -> None:
     port = dec.port
     if dec.dpa_start is None:
         return
@@ -172,12 +173,13 @@ def dpa_free(dec: CxlEndpointDecoder) -> None:
     if dec.enabled:
         raise KernelError(errno.EBUSY, f"{dec.name}: decoder is committed")
     if dec.id != port.hdm_end:
-        raise KernelError(errno.EBUSY, f"{dec.name}: not the last decoder with DPA (decoder{port.port_id}.{port.hdm_end} is)")
+        raise KernelError(errno.EBUSY,
+                          f"{dec.name}: not the last decoder with DPA (decoder{port.port_id}.{port.hdm_end} is)")
     dec.dpa_start, dec.dpa_size, dec.skip = None, 0, 0
     port.hdm_end -= 1
 
 
-def dpa_alloc(dec: CxlEndpointDecoder, size: int) -> None:
+def cxl_dpa_alloc(dec: CxlEndpointDecoder, size: int) -> None:
     port = dec.port
     memdev = dec.memdev
     if dec.region is not None:
@@ -217,22 +219,27 @@ def dpa_alloc(dec: CxlEndpointDecoder, size: int) -> None:
     if size > avail:
         raise KernelError(errno.ENOSPC, f"{dec.name}: {pname} partition has {avail:#x} free, {size:#x} requested")
     if port.hdm_end + 1 != dec.id:
-        raise KernelError(errno.EBUSY, f"{dec.name}: expected decoder{port.port_id}.{port.hdm_end + 1} to be allocated first")
+        raise KernelError(errno.EBUSY,
+                          f"{dec.name}: expected decoder{port.port_id}.{port.hdm_end + 1} to be allocated first")
     dec.dpa_start, dec.dpa_size, dec.skip = start, size, skip
     port.hdm_end += 1
 
 
+@core.export
 def dpa_size_store(dec: CxlEndpointDecoder, buf: str) -> None:
+    """The endpoint decoder's dpa_size store: free the decoder's DPA, then allocate ``buf`` bytes."""
     size = kstrtoull(buf)
     if size % C.SZ_256M:
         raise KernelError(errno.EINVAL, f"{dec.name}: dpa_size {size:#x} is not a multiple of 256MiB")
-    dpa_free(dec)
+    cxl_dpa_free(dec)
     if size == 0:
         return
-    dpa_alloc(dec, size)
+    cxl_dpa_alloc(dec, size)
 
 
+@core.export
 def cxl_dpa_set_mode(dec: CxlEndpointDecoder, buf: str) -> None:
+    """The endpoint decoder's mode store: the partition (ram or pmem) its DPA will come from."""
     mode = strip_newline(buf)
     if mode not in (C.MODE_RAM, C.MODE_PMEM):
         raise KernelError(errno.EINVAL, f"{dec.name}: mode must be ram or pmem, not {mode!r}")
@@ -255,7 +262,8 @@ def cxl_decoder_commit(dec) -> None:
     if cap is None or cap.passthrough:
         return
     if port.commit_end + 1 != dec.id:
-        raise KernelError(errno.EBUSY, f"{dec.name}: out of order commit, expected decoder{port.port_id}.{port.commit_end + 1}")
+        raise KernelError(errno.EBUSY,
+                          f"{dec.name}: out of order commit, expected decoder{port.port_id}.{port.commit_end + 1}")
     r = cap.reg(dec.id)
     r.base, r.size, r.ways, r.granularity = dec.hpa_start, dec.hpa_size, dec.interleave_ways, dec.interleave_granularity
     if isinstance(dec, CxlEndpointDecoder):
@@ -273,7 +281,6 @@ def cxl_decoder_commit(dec) -> None:
         raise KernelError(errno.EIO, f"{dec.name}: commit error")
     r.committed = True
     dec.flags |= C.CXL_DECODER_F_ENABLE
-    dec.sys.changed()
 
 
 def cxl_decoder_reset(dec) -> None:
@@ -282,7 +289,8 @@ def cxl_decoder_reset(dec) -> None:
     if not dec.enabled:
         return
     if dec.sys.profile.out_of_order_reset == "ebusy" and port.commit_end != dec.id:
-        raise KernelError(errno.EBUSY, f"{dec.name}: out of order reset, decoder{port.port_id}.{port.commit_end} is the last committed")
+        raise KernelError(errno.EBUSY, f"{dec.name}: out of order reset, decoder{port.port_id}.{port.commit_end} is "
+                          "the last committed")
     if cap is not None and not cap.passthrough:
         cap.reg(dec.id).committed = False
     if port.commit_end == dec.id:
@@ -295,4 +303,3 @@ def cxl_decoder_reset(dec) -> None:
     dec.flags &= ~C.CXL_DECODER_F_ENABLE
     if isinstance(dec, CxlEndpointDecoder):
         dec.auto = False
-    dec.sys.changed()

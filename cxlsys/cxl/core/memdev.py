@@ -9,11 +9,10 @@ and ``pmem/``, ``security/``, and a firmware-upload class device
 from __future__ import annotations
 
 import errno
-from typing import Optional
 
 import attrs
 
-from cxlsys.base.device import ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device, device_add
+from cxlsys.base.device import RO, RW, WO, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.cxl import cxl as C
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool
@@ -46,10 +45,10 @@ class CxlMemdev(Device):
     devtype = "cxl_memdev"
     id: int = 0
     info: MemdevInfo = attrs.field(factory=MemdevInfo, repr=False)
-    endpoint: Optional[Device] = attrs.field(default=None, repr=False)
+    endpoint: Device | None = attrs.field(default=None, repr=False)
     hdm: object = attrs.field(default=None, repr=False)     # HdmCap of the device's HDM registers
     security_state: str = "disabled"
-    bi_id: Optional[int] = None            # Back-Invalidate ID (HDM-DB devices, BI profile)
+    bi_id: int | None = None               # Back-Invalidate ID (HDM-DB devices, BI profile)
     bi_enabled: bool = False
     bi_path_cache: list = attrs.field(factory=list, repr=False)
 
@@ -200,9 +199,5 @@ def devm_cxl_add_memdev(host: Device, info: MemdevInfo, hdm, numa_node: int) -> 
     device_add(glue)
     device_add(FwUpload(name=md.name, parent=glue, sys=sys, target=md))
 
-    def _unregister():
-        from cxlsys.base.device import device_del
-        device_del(md)
-
-    host.devm_add_action(_unregister, f"memdev:{md.name}")
+    host.devm_add_action(lambda: device_del(md), f"memdev:{md.name}")
     return md

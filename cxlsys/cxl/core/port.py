@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Optional
 import attrs
 
 from cxlsys.base.bus import Bus
-from cxlsys.base.device import (ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device,
-                                device_add, device_del)
+from cxlsys.base.device import ADMIN_RO, RO, RW, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.cxl import cxl as C
+from cxlsys.cxl.core import core
+from cxlsys.cxl.core.bi import bi_enable, bi_release
+from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool, sysfs_streq
+from cxlsys.profile import BI_CREATE_ATTR, BI_DECODER_ATTR
 
-if TYPE_CHECKING:  # pragma: no cover
-    from cxlsys.cxl.core.memdev import CxlMemdev
+if TYPE_CHECKING:  # pragma: no cover - forward declaration (region.c's struct; region.py sits above this file)
     from cxlsys.cxl.core.region import CxlRegion
 
 
@@ -146,7 +148,6 @@ def devm_cxl_add_port(host: Device, uport: Device, parent_dport: Optional[CxlDpo
     """
     sys = host.sys
     if kind is None:
-        from cxlsys.cxl.core.memdev import CxlMemdev
         kind = "root" if parent_dport is None else ("endpoint" if isinstance(uport, CxlMemdev) else "port")
     pid = sys.cxl_port_ida.alloc()
     parent = uport if parent_dport is None else parent_dport.port
@@ -168,7 +169,6 @@ def unregister_port(port: CxlPort) -> None:
     device_del(port)
     if port.kind == "endpoint":
         memdev = port.uport
-        from cxlsys.cxl.core.bi import bi_release
         bi_release(memdev)
         if getattr(memdev, "endpoint", None) is port:
             memdev.endpoint = None
@@ -190,13 +190,12 @@ def cxl_port_add_dport(port: CxlPort, dport_dev: Device, port_id: int, host: Dev
     if port_id in port.dports:
         raise KernelError(errno.EBUSY, f"{port.name}: dport{port_id} already exists")
     dp = CxlDport(port_id, dport_dev, port, rch)
-    port.dports[port_id] = dp
-    port.sys.changed()
+    # the dportN link (sysfs_create_link in the kernel): a new dict is a field set the tracker sees
+    port.dports = {**port.dports, port_id: dp}
 
     def _remove():
         if port.dports.get(port_id) is dp:
-            del port.dports[port_id]
-            port.sys.changed()
+            port.dports = {k: v for k, v in port.dports.items() if k != port_id}
 
     host.devm_add_action(_remove, f"dport:{port_id}")
     return dp
@@ -316,11 +315,14 @@ class CxlRootDecoder(CxlSwitchDecoder):
     groups = (
         AttrGroup(CxlDecoder.common + [RO("target_list"), RO("cap_pmem"), RO("cap_ram"), RO("cap_type2"),
                                        RO("cap_type3"), RO("qos_class"),
-                                       RW("create_pmem_region", "create_region_show", "create_pmem_region_store"),
-                                       RW("create_ram_region", "create_region_show", "create_ram_region_store"),
-                                       RW("create_ram_bi_region", "create_region_show",
-                                          "create_ram_bi_region_store"),
-                                       WO("delete_region")],
+                                       # region.c's attributes (SET_CXL_REGION_ATTR), stores linked via core.h
+                                       Attr("create_pmem_region", 0o644, "create_region_show",
+                                            core.create_pmem_region_store),
+                                       Attr("create_ram_region", 0o644, "create_region_show",
+                                            core.create_ram_region_store),
+                                       Attr(BI_CREATE_ATTR, 0o644, "create_region_show",
+                                            core.create_ram_bi_region_store),
+                                       Attr("delete_region", 0o200, None, core.delete_region_store)],
                   is_visible="root_decoder_visible"),
     )
 
@@ -331,7 +333,7 @@ class CxlRootDecoder(CxlSwitchDecoder):
             return attr.mode if can_pmem else 0
         if attr.name == "create_ram_region":
             return attr.mode if can_ram else 0
-        if attr.name == "create_ram_bi_region":
+        if attr.name == BI_CREATE_ATTR:
             return attr.mode if (can_ram and self.bi_capable and self.sys.profile.bi is not None) else 0
         if attr.name == "delete_region":
             return attr.mode if (can_pmem or can_ram) else 0
@@ -355,25 +357,9 @@ class CxlRootDecoder(CxlSwitchDecoder):
     def qos_class_show(self):
         return f"{self.qos_class}\n"
 
-    # region creation lives in region.c; these forward there
+    # the create_*_region files read the next region name; their stores are region.c's
     def create_region_show(self) -> str:
         return f"region{self.next_region_id}\n"
-
-    def create_pmem_region_store(self, buf: str) -> None:
-        from cxlsys.cxl.core import region
-        region.create_region_store(self, buf, C.MODE_PMEM)
-
-    def create_ram_region_store(self, buf: str) -> None:
-        from cxlsys.cxl.core import region
-        region.create_region_store(self, buf, C.MODE_RAM)
-
-    def create_ram_bi_region_store(self, buf: str) -> None:
-        from cxlsys.cxl.core import region
-        region.create_region_store(self, buf, C.MODE_RAM, bi=True)
-
-    def delete_region_store(self, buf: str) -> None:
-        from cxlsys.cxl.core import region
-        region.delete_region_store(self, buf)
 
     def window_contains(self, start: int, size: int) -> bool:
         return self.hpa_start <= start and start + size <= self.hpa_start + self.hpa_size
@@ -390,12 +376,15 @@ class CxlEndpointDecoder(CxlDecoder):
     pos: int = -1
     bi: bool = False
 
-    groups = (AttrGroup(CxlDecoder.common + [RO("target_type"), RW("mode"), RO("dpa_resource"),
-                                             RW("dpa_size"), RO("region"), RW("bi")],
+    groups = (AttrGroup(CxlDecoder.common + [RO("target_type"),
+                                             Attr("mode", 0o644, "mode_show", core.cxl_dpa_set_mode),
+                                             RO("dpa_resource"),
+                                             Attr("dpa_size", 0o644, "dpa_size_show", core.dpa_size_store),
+                                             RO("region"), RW(BI_DECODER_ATTR, "bi_show", "bi_store")],
                         is_visible="endpoint_decoder_visible"),)
 
     def endpoint_decoder_visible(self, attr: Attr) -> int:
-        if attr.name == "bi":
+        if attr.name == BI_DECODER_ATTR:
             return attr.mode if self.sys.profile.bi is not None else 0
         return attr.mode
 
@@ -403,7 +392,6 @@ class CxlEndpointDecoder(CxlDecoder):
         return f"{int(self.bi)}\n"
 
     def bi_store(self, buf: str) -> None:
-        from cxlsys.cxl.core import bi
         prof = self.sys.profile.bi
         val = kstrtobool(buf)
         if self.enabled:
@@ -413,15 +401,11 @@ class CxlEndpointDecoder(CxlDecoder):
         if val == self.bi:
             return
         if val:
-            bi.bi_enable(self.memdev)
+            bi_enable(self.memdev)
         self.bi = val
 
     def mode_show(self) -> str:
         return f"{self.mode}\n"
-
-    def mode_store(self, buf: str) -> None:
-        from cxlsys.cxl.core import hdm
-        hdm.cxl_dpa_set_mode(self, buf)
 
     def dpa_resource_show(self) -> str:
         return f"{self.dpa_start:#x}\n" if self.dpa_start is not None else "0xffffffffffffffff\n"
@@ -429,13 +413,20 @@ class CxlEndpointDecoder(CxlDecoder):
     def dpa_size_show(self) -> str:
         return f"0x{self.dpa_size:016x}\n"
 
-    def dpa_size_store(self, buf: str) -> None:
-        from cxlsys.cxl.core import hdm
-        hdm.dpa_size_store(self, buf)
-
     @property
     def memdev(self):
         return self.port.uport
+
+
+def ep_path(cxled: CxlEndpointDecoder) -> list:
+    """Ports from the endpoint decoder's port up to, not including, the root (the walk of
+    cxl_region_attach()/detach and the decoder commit)."""
+    out = []
+    p = cxled.port
+    while p is not None and p.kind != "root":
+        out.append(p)
+        p = p.parent_port
+    return out
 
 
 def add_decoder(port: CxlPort, cls, host: Optional[Device] = None, **kw) -> CxlDecoder:
@@ -449,8 +440,7 @@ def add_decoder(port: CxlPort, cls, host: Optional[Device] = None, **kw) -> CxlD
     port.decoders[i] = dec
 
     def _unregister():
-        from cxlsys.cxl.core import region
-        region.cxl_decoder_kill_region(dec)
+        core.cxl_decoder_kill_region(dec)
         device_del(dec)
         port.decoders.pop(i, None)
         port.decoder_ida_used.discard(i)

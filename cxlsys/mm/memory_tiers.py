@@ -14,6 +14,7 @@ import attrs
 
 from cxlsys.base.bus import Bus
 from cxlsys.base.device import RO, AttrGroup, Device, device_add, device_del
+from cxlsys.base.node import nodelist
 
 MEMTIER_CHUNK_BITS = 7
 MEMTIER_ADISTANCE_DRAM = (4 << MEMTIER_CHUNK_BITS) + (1 << (MEMTIER_CHUNK_BITS - 1))   # 576
@@ -40,7 +41,6 @@ class MemoryTier(Device):
     groups = (AttrGroup([RO("nodelist")]),)
 
     def nodelist_show(self):
-        from cxlsys.base.node import nodelist
         return nodelist(self.sys.memory.tiers.tier_nodes(self.tier)) + "\n"
 
 

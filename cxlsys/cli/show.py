@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from cxlsys.cxl.core.memdev import CxlMemdev
-from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort, CxlRootDecoder
+from cxlsys.cxl.core.port import CxlPort, CxlRootDecoder
 from cxlsys.cxl.core.region import STATE_NAMES, CxlRegion
 
 

@@ -10,14 +10,18 @@ namespace dies with its processes, so nothing stays mounted on the host.
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import ctypes
 import os
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import tempfile
 import time
+
+from fuse_mount.client import request
 
 CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
@@ -75,11 +79,13 @@ def _show_log(work: str) -> None:
 
 def write_shims(d: str) -> str:
     os.makedirs(d, exist_ok=True)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the directory holding the cxlsys package (site-packages, or a checkout), for the shims' python
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for name in ("modprobe", "udevadm", "journalctl", "dmesg"):
         p = os.path.join(d, name)
         with open(p, "w") as f:
-            f.write(f"#!/bin/sh\nPYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m tools.shim {name} \"$@\"\n")
+            f.write(f"#!/bin/sh\nPYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}} "
+                    f"exec {sys.executable} -m cxlsys.cli.shim {name} \"$@\"\n")
         os.chmod(p, 0o755)
     return d
 
@@ -99,11 +105,10 @@ def _start_daemon(system, work: str, mnt: str, ctl: str, cache: bool, allow_othe
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
-        from fuse_mount.daemon import serve
+        from fuse_mount.daemon import serve  # loads libfuse3 (ctypes): in the daemon child only
         kw = dict(control_path=ctl, cache=cache, allow_other=allow_other)
         prof = os.environ.get("CXLSYS_PROFILE")
         if prof:
-            import cProfile
             cProfile.runctx("serve(system, mnt, **kw)", globals(), dict(serve=serve, system=system, mnt=mnt, kw=kw),
                             prof)
         else:
@@ -207,7 +212,6 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
             mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
             _populate_dev(hostdev, "/dev")
             mount(mnt, "/sys", None, MS_BIND)
-            from fuse_mount.control import request
             request(ctl, {"cmd": "devsync", "root": "/dev"})
             return _run_child(cmd, _env(work, ctl))
         finally:
@@ -220,13 +224,11 @@ def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
     LD_PRELOAD redirect (UMOCKDEV_DIR=$T) of CMD's /sys and /dev paths.  Works for dynamically
     linked programs that go through glibc (cxl, daxctl, bash builtins, coreutils); needs /dev/fuse
     usable by the caller and fusermount3."""
-    import subprocess
     with _served(system_factory, "cxlsys-umockdev.", "dev", cache, allow_other=False) as served:
         if served is None:
             return 1
         work, mnt, dev, ctl = served
         try:
-            from fuse_mount.control import request
             request(ctl, {"cmd": "devsync", "root": dev, "style": "umockdev"})
             env = _env(work, ctl)
             env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)

@@ -12,7 +12,7 @@ import re
 import sys
 import time
 
-from fuse_mount.control import request
+from fuse_mount.client import request
 
 
 def _ctl(req: dict) -> int:

@@ -9,6 +9,15 @@ import subprocess
 import sys
 import time
 
+from cxlsys.cli import nsrun
+from cxlsys.cli.show import print_tree
+from cxlsys.errors import KernelError
+from cxlsys.sysfs import Sysfs
+from cxlsys.system import System
+from cxlsys.topology import FIXTURES, TopologyError, load_topology
+from cxlsys.treedump import GOLDEN_ROOTS, dump_model
+from fuse_mount.client import request
+
 
 def _params(items) -> dict:
     out = {}
@@ -22,19 +31,14 @@ def _params(items) -> dict:
 
 
 def _system(args):
-    from cxlsys.system import System
-    from cxlsys.topology import TopologyError
     try:
         return System.boot(args.topology, _params(args.param), kernel=args.kernel)
     except TopologyError as e:
         sys.stderr.write(f"cxlsys: {e}\n")
         raise SystemExit(2)
-    except Exception as e:  # a KernelError from loading (bad parameter)
-        from cxlsys.errors import KernelError
-        if isinstance(e, KernelError):
-            sys.stderr.write(f"cxlsys: {e.reason}\n")
-            raise SystemExit(2)
-        raise
+    except KernelError as e:   # from loading the topology (a bad parameter)
+        sys.stderr.write(f"cxlsys: {e.reason}\n")
+        raise SystemExit(2)
 
 
 def control_path(mountpoint: str) -> str:
@@ -52,7 +56,7 @@ def cmd_mount(args) -> int:
         sys.stderr.write(f"cxlsys mount: {mp}: not a directory\n")
         return 2
     ctl = control_path(mp)
-    from fuse_mount.daemon import serve
+    from fuse_mount.daemon import serve  # loads libfuse3 (ctypes): only the commands that mount need it
     if args.foreground:
         serve(system, mp, control_path=ctl, cache=not args.no_cache, allow_other=os.geteuid() == 0)
         return 0
@@ -88,15 +92,13 @@ def cmd_umount(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from tools.nsrun import run
     cmd = args.cmd
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    return run(lambda: _system(args), cmd, cache=not args.no_cache, via=args.via)
+    return nsrun.run(lambda: _system(args), cmd, cache=not args.no_cache, via=args.via)
 
 
 def cmd_dmesg(args) -> int:
-    from fuse_mount.control import request
     ctl = os.environ.get("CXLSYS_CONTROL") if not args.mountpoint else control_path(args.mountpoint)
     if not ctl or not os.path.exists(ctl):
         sys.stderr.write("cxlsys dmesg: no running cxlsys (give the mount point, or run inside 'cxlsys run')\n")
@@ -107,14 +109,11 @@ def cmd_dmesg(args) -> int:
 
 
 def cmd_tree(args) -> int:
-    from tools.show import print_tree
     print_tree(_system(args))
     return 0
 
 
 def cmd_dump(args) -> int:
-    from cxlsys.sysfs import Sysfs
-    from cxlsys.treedump import GOLDEN_ROOTS, dump_model
     roots = args.root or list(GOLDEN_ROOTS)
     for line in dump_model(Sysfs(_system(args)), roots):
         print(line)
@@ -122,7 +121,6 @@ def cmd_dump(args) -> int:
 
 
 def cmd_topologies(args) -> int:
-    from cxlsys.topology import FIXTURES, load_topology
     for p in sorted(FIXTURES.glob("*.toml")):
         t = load_topology(str(p))
         print(f"{p.stem:16} {t.description}")
@@ -131,8 +129,7 @@ def cmd_topologies(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job: the topology through the real cxl tool inside 'cxlsys run', then a rich tree."""
-    from tools.show import print_tree
-    exe = [sys.executable, "-m", "tools.cli"]
+    exe = [sys.executable, "-m", "cxlsys"]
     rc = subprocess.call(exe + ["run", "--topology", args.topology, "--", "cxl", "list", "-BPEMDTR", "-i"])
     if rc != 0:
         return rc
@@ -146,7 +143,8 @@ def main(argv=None) -> int:
 
     def topo(p):
         p.add_argument("--topology", "-t", default="cxl_test", help="preset name or TOML file (default cxl_test)")
-        p.add_argument("--param", "-p", action="append", help="module parameter key=value, e.g. interleave_arithmetic=1")
+        p.add_argument("--param", "-p", action="append",
+                       help="module parameter key=value, e.g. interleave_arithmetic=1")
         p.add_argument("--kernel", default=None,
                        help="kernel behaviour profile: 6.12 (default), 6.11, mainline, 6.12-bi, mainline-bi "
                             "(default: the topology's own)")

@@ -1,0 +1,125 @@
+"""fs/kernfs's node types: what a sysfs (or debugfs) tree is made of.
+
+The objects that own a directory build its nodes — a device its attribute files, group
+directories, child devices and links (:meth:`cxlsys.base.device.Device.kernfs_dir`), a bus or a
+driver its files (:mod:`cxlsys.base.bus`), a module its ``parameters/``
+(:mod:`cxlsys.base.module`), debugfs its virtual directories (:mod:`cxlsys.debugfs`).  The
+projection (:mod:`cxlsys.sysfs`) only walks them: there is no dispatch on tags.
+
+* :class:`KDir` — a directory; ``children()`` computes ``name -> node`` from the owner's
+  current state (attribute visibility, bound driver, child devices), so a listing always
+  follows the model.
+* :class:`KFile` — an attribute: ``show() -> str``, ``store(buf)``; either may be missing.
+* :class:`KBinFile` — a binary attribute (``struct bin_attribute``): ``read(offset, size)``,
+  ``write(data, offset)``, raw bytes both ways.
+* :class:`KLink` — a symlink to a path below /sys.
+
+Nodes compare by :meth:`sig` — kind, mode, link target and which directions are served — which
+is what a VFS can cache about an entry; two nodes with the same signature are interchangeable
+for a cache.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import attrs
+
+S_DIR, S_FILE, S_LINK = "dir", "file", "link"
+
+
+@attrs.frozen(eq=False)
+class KDir:
+    """A directory.  ``owner`` is the model object it shows (for change tracking and debugging)."""
+
+    children: Callable[[], dict]
+    owner: object = None
+    mode: int = 0o755
+    kind = S_DIR
+
+    def sig(self) -> tuple:
+        return (S_DIR, self.mode)
+
+
+@attrs.frozen(eq=False)
+class KFile:
+    """An attribute file; ``pure`` marks a store that changes no value anywhere (uevent, flush)."""
+
+    mode: int
+    show: Optional[Callable[[], str]] = None
+    store: Optional[Callable[[str], None]] = None
+    pure: bool = False
+    owner: object = None
+    kind = S_FILE
+
+    @property
+    def readable(self) -> bool:
+        return self.show is not None
+
+    @property
+    def writable(self) -> bool:
+        return self.store is not None and bool(self.mode & 0o222)
+
+    def sig(self) -> tuple:
+        return (S_FILE, self.mode, self.readable, self.writable)
+
+
+@attrs.frozen(eq=False)
+class KBinFile:
+    """A binary attribute: contents are bytes, reads and writes carry an offset."""
+
+    mode: int
+    read: Optional[Callable[[int, int], bytes]] = None
+    write: Optional[Callable[[bytes, int], int]] = None
+    size: int = 0
+    owner: object = None
+    kind = S_FILE
+
+    @property
+    def readable(self) -> bool:
+        return self.read is not None
+
+    @property
+    def writable(self) -> bool:
+        return self.write is not None and bool(self.mode & 0o222)
+
+    def sig(self) -> tuple:
+        return (S_FILE, self.mode, self.readable, self.writable, "bin")
+
+
+@attrs.frozen(eq=False)
+class KLink:
+    """A symlink; ``target`` is a path below /sys (``devices/platform/cxl_acpi.0``)."""
+
+    target: str
+    mode: int = 0o777
+    kind = S_LINK
+
+    def sig(self) -> tuple:
+        return (S_LINK, self.target)
+
+
+KNode = Union[KDir, KFile, KBinFile, KLink]
+
+
+def pure(fn):
+    """Mark a store function as changing no attribute value (``uevent``, ``flush``)."""
+    fn.pure = True
+    return fn
+
+
+def is_pure(fn) -> bool:
+    return bool(getattr(fn, "pure", False))
+
+
+def kernfs_target_path(link_dir: str, target: str) -> str:
+    """kernfs_get_target_path(): climb from the link's directory until it is an ancestor of the
+    target's parent, then spell the target out from there (so a link to an ancestor still names it)."""
+    base = [p for p in link_dir.split("/") if p]
+    t = [p for p in target.split("/") if p]
+    tparent = t[:-1]
+    ups = 0
+    while base and base != tparent[: len(base)]:
+        base = base[:-1]
+        ups += 1
+    return "../" * ups + "/".join(t[len(base):])

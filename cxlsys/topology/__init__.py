@@ -1,0 +1,100 @@
+"""Topologies as data: the TOML format a user writes, validated with messages that name
+the file, the field and what is wrong (never a traceback).
+
+A topology describes the *hardware and firmware*: host devices (platform or PCI),
+host bridges with their ACPI UIDs, root ports, switches, memory devices, CFMWS
+windows, and decoders firmware already committed (auto regions).  The kernel model
+(``cxlsys.cxl``) then enumerates it exactly as the kernel would.  See
+``fixtures/README.md`` for the format.
+
+Validation happens in two passes: each table's own fields (types, ranges, units),
+then the cross references (parents, PCI naming and bus numbers, port ids, window
+targets, auto regions), rejecting what the kernel or QEMU would reject.  Every
+message has the form ``<file>: <field>: <what is wrong>``, on one line.
+
+The package, one module per concern (imports form a tree, in this order):
+
+* ``reader``   - the value reader: field kinds, sizes and integers, the message form.
+* ``nodes``, ``devices``, ``windows``, ``toplevel`` - each config class with its
+  table's fields (``FIELDS``, ``REQUIRED``) and the function reading that table.
+* ``crossref`` - pass 2, the cross references.
+* ``parse``    - the driver: the tables in order, then pass 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from cxlsys.topology.devices import (
+    DECODER_COUNTS,
+    FLITS,
+    KINDS,
+    TARGET_COUNTS,
+    HostBridgeCfg,
+    MemdevCfg,
+    PortCfg,
+    SwitchCfg,
+)
+from cxlsys.topology.nodes import NodeCfg
+from cxlsys.topology.parse import _Parser
+from cxlsys.topology.reader import SZ_256M, TopologyError
+from cxlsys.topology.toplevel import MEMDEV_DRIVERS, Topology
+from cxlsys.topology.windows import (
+    INTERLEAVE_WAYS,
+    RESTRICTIONS,
+    AutoRegionCfg,
+    CximsCfg,
+    WindowCfg,
+)
+
+__all__ = [
+    "DECODER_COUNTS",
+    "FIXTURES",
+    "FLITS",
+    "INTERLEAVE_WAYS",
+    "KINDS",
+    "MEMDEV_DRIVERS",
+    "RESTRICTIONS",
+    "SZ_256M",
+    "TARGET_COUNTS",
+    "AutoRegionCfg",
+    "CximsCfg",
+    "HostBridgeCfg",
+    "MemdevCfg",
+    "NodeCfg",
+    "PortCfg",
+    "SwitchCfg",
+    "Topology",
+    "TopologyError",
+    "WindowCfg",
+    "load_topology",
+    "parse_topology",
+]
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"    # the presets: package data (cxlsys/fixtures)
+
+
+def load_topology(name_or_path: str) -> Topology:
+    """A preset name from fixtures/ (``cxl_test``) or a path to a TOML file."""
+    p = Path(name_or_path)
+    if not p.suffix and not p.exists():
+        p = FIXTURES / f"{name_or_path}.toml"
+        if not p.exists():
+            names = ", ".join(sorted(x.stem for x in FIXTURES.glob("*.toml")))
+            raise TopologyError(f"{name_or_path}: no such topology file or preset (presets: {names})")
+    if not p.exists():
+        raise TopologyError(f"{p}: no such file")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise TopologyError(f"{p}: not valid TOML: {e}")
+    except UnicodeDecodeError:
+        raise TopologyError(f"{p}: not valid TOML: not UTF-8 text")
+    except OSError as e:
+        raise TopologyError(f"{p}: cannot read: {e.strerror}")
+    return parse_topology(data, str(p))
+
+
+def parse_topology(data: dict, src: str = "<topology>") -> Topology:
+    return _Parser(data, src).run()

@@ -1,0 +1,87 @@
+"""The package as a user installs it: a wheel built from the tree, installed (not editable) into a
+fresh venv, run from a directory outside the repository, so nothing of the checkout is on sys.path."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRESETS = sorted(p.stem for p in (ROOT / "cxlsys" / "fixtures").glob("*.toml"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """(venv bin dir, an empty working directory outside the repo, the wheel)."""
+    base = tmp_path_factory.mktemp("wheel")
+    dist = base / "dist"
+    # build from a copy: setuptools writes build/ and *.egg-info into the source tree
+    src = base / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)],
+                   check=True, capture_output=True, timeout=600)
+    (whl,) = dist.glob("cxlsys-*.whl")
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=True)
+    bin_dir = env_dir / "bin"
+    subprocess.run([str(bin_dir / "pip"), "install", "-q", f"cxlsys[test] @ {whl.as_uri()}"],
+                   check=True, capture_output=True, timeout=600)
+    work = base / "elsewhere"
+    work.mkdir()
+    return bin_dir, work, whl
+
+
+def _run(installed, *argv, check=True, timeout=120):
+    bin_dir, work, _ = installed
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
+    return subprocess.run(list(argv), cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=check)
+
+
+def test_wheel_ships_the_presets_and_no_repository_scripts(installed):
+    names = zipfile.ZipFile(installed[2]).namelist()
+    assert {f"cxlsys/fixtures/{p}.toml" for p in PRESETS} <= set(names)
+    assert not [n for n in names if n.startswith(("tools/", "tests/", "bench/"))]
+
+
+def test_topologies_lists_every_preset(installed):
+    out = _run(installed, "cxlsys", "topologies").stdout
+    assert sorted(line.split()[0] for line in out.splitlines()) == PRESETS
+
+
+def test_repository_packages_are_not_importable(installed):
+    r = _run(installed, "python", "-c", "import tools", check=False)
+    assert r.returncode != 0 and "No module named 'tools'" in r.stderr
+    r = _run(installed, "python", "-c", "import cxlsys, sys; print(cxlsys.__file__)")
+    assert "site-packages" in r.stdout and str(ROOT) not in r.stdout
+
+
+def test_pytest_plugin_registered_without_p(installed):
+    out = _run(installed, "python", "-m", "pytest", "--fixtures", "-q").stdout
+    assert "cxl_sysfs" in out
+    assert "pyfakefs" in out.split("cxl_sysfs", 1)[1].split("\n\n", 1)[0]      # its docstring
+
+
+def test_plugin_fixture_works_from_a_users_test(installed):
+    _, work, _ = installed
+    (work / "test_user.py").write_text(
+        "def test_region0(cxl_sysfs):\n"
+        "    with open('/sys/bus/cxl/devices/region0/mode') as f:\n"
+        "        assert f.read() == 'ram\\n'\n")
+    r = _run(installed, "python", "-m", "pytest", "-q", "test_user.py", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.mount
+def test_run_cxl_list_from_the_wheel(installed):
+    r = _run(installed, "cxlsys", "run", "--", "cxl", "list", "-M", timeout=300)
+    assert len(json.loads(r.stdout)) == 11
