@@ -39,13 +39,14 @@ def _t(fn):
 
 def in_process(topology: str, runs: int) -> dict:
     res = {}
-    sys_ = None
+    sys_: System | None = None
 
     def boot():
         nonlocal sys_
         sys_ = System.boot(topology)
 
     res["boot"] = min(_t(boot) for _ in range(runs))
+    assert sys_ is not None
     fs = Sysfs(sys_)
     blocks = [sys_.memory.blocks[i] for i in sorted(sys_.memory.blocks)]
     dd = next(d for d in sys_.dax_bus.devices if d.driver is not None and d.driver.name == "kmem")

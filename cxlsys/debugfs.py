@@ -25,7 +25,7 @@ def debugfs_root(sys) -> VDir:
 
 def _cxlsys_entries(sys) -> dict:
     out = {}
-    if sys.memory is not None:      # memory hotplug knobs (cxlsys/base/memory.py)
+    if sys.memory is not None:      # memory hotplug knobs (cxlsys/mm/memory_hotplug.py)
         out["memory"] = VDir(sys.memory.debugfs_entries)
     m = sys.machine
     if m is not None and m.bi_components:

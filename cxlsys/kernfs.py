@@ -35,6 +35,9 @@ class KDir:
     children: Callable[[], dict]
     owner: object = None
     mode: int = 0o755
+    # optional: a cheap value that changes whenever children() would list differently (names,
+    # modes, link targets, child objects); lets the projection keep a listing it already built
+    shape: Optional[Callable[[], object]] = None
     kind = S_DIR
 
     def sig(self) -> tuple:

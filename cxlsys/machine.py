@@ -9,7 +9,7 @@ module unload.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
@@ -21,6 +21,9 @@ from cxlsys.cxl.core.hdm import HdmCap, HdmRegs
 from cxlsys.cxl.core.memdev import MemdevInfo, devm_cxl_add_memdev
 from cxlsys.cxl_test import MockMemDevice
 from cxlsys.topology import Topology
+
+if TYPE_CHECKING:  # pragma: no cover - the System owns the machine (system.py imports this file)
+    from cxlsys.system import System
 
 SZ_256M = 256 << 20
 
@@ -42,7 +45,7 @@ class Window:
 
 @attrs.define(eq=False)
 class Machine:
-    sys: object = attrs.field(repr=False)
+    sys: System = attrs.field(repr=False)
     topo: Topology
     params: dict
     devices: dict = attrs.field(factory=dict)        # host device name -> Device
@@ -145,7 +148,7 @@ class Machine:
                     dport = self._parent_of(uport)
             # top-down: a host bridge's parent is the root
             depth_sorted = sorted(order, key=lambda u: self._depth(u))
-            ig_of = {}
+            ig_of: dict[str, tuple[int, int]] = {}       # uport -> (granularity, ways) programmed
             for u in depth_sorted:
                 parent_dport = self._parent_of(u)
                 parent_uport = self._parent_of(parent_dport) if parent_dport else ""
@@ -175,8 +178,9 @@ class Machine:
         return d
 
     # ------------------------------------------------------------------ host devices
-    def _new_device(self, name: str, parent: Optional[Device], kind: str, **kw) -> Device:
+    def _new_device(self, name: str, parent: Optional[Device], kind: str, **kw: Any) -> Device:
         sys = self.sys
+        dev: Device
         if kind == "pci":
             if parent is None or parent.name == "platform":
                 dev = PciRoot(name=name, parent=None, sys=sys, **kw)
@@ -199,7 +203,7 @@ class Machine:
 
         for hb in t.host_bridges:
             par = platform if hb.parent == "platform" else None
-            kw = {"cfg": hb}
+            kw: dict[str, Any] = {"cfg": hb}
             if hb.kind == "platform":
                 kw = dict(fw_companion=hb.companion, waiting_for_supplier=True)
             dev = self._new_device(hb.name, par, hb.kind, **kw)

@@ -87,6 +87,8 @@ class Sysfs:
         self.sys = system
         self.root = sysfs_root(system)
         self._listings: dict = {}      # real dir path -> {name: node}: every listing served
+        self._below: dict = {}         # real dir path -> real paths of the listings served right below it
+        self._shapes: dict = {}        # real dir path -> its KDir.shape() when the listing was built
         self._paths: dict = {}         # path -> (node, real path): resolution cache
         self._seen = system.changes.gen
         self._stale: set = set()
@@ -107,18 +109,23 @@ class Sysfs:
             return
         for path in cs.removed:
             self._forget(path)
+        dirty: set[str]
         if cs.everything:
-            dirty = list(self._listings)
+            dirty = set(self._listings)
         else:
             dirty = {p for o in cs.owners for p in o.kernfs_paths()}
         for path in sorted(dirty, key=lambda p: (p.count("/"), p)):
-            old = self._listings.pop(path, None)
+            old = self._listings.get(path)
             if old is None:
                 continue                        # never served: nothing can be cached below it
             node, real = self._follow(path)
             if node is None or node.kind != S_DIR or real != path:
                 self._forget(path)
                 continue
+            shape = node.shape() if node.shape is not None else None
+            if shape is not None and self._shapes.get(path) == shape:
+                continue                        # lists as before: the nodes built then are live
+            self._shapes[path] = shape
             new = self._listings[path] = node.children()
             for name, n in old.items():
                 m = new.get(name)
@@ -129,14 +136,22 @@ class Sysfs:
         self._paths.clear()        # resolutions made while listings were being replaced
 
     def _forget(self, path: str) -> None:
-        """``path`` vanished or changed: drop it and every listing served below it."""
+        """``path`` vanished or changed: it and every entry served below it are stale."""
         self._stale.add(path)
         self._flags[0] = True
-        self._listings.pop(path, None)
-        prefix = path + "/"
-        for p in [p for p in self._listings if p.startswith(prefix)]:
-            for name in self._listings.pop(p):
-                self._stale.add(f"{p}/{name}")
+        parent = path.rpartition("/")[0]
+        below = self._below.get(parent)
+        if below is not None:
+            below.discard(path)
+        self._drop(path)
+
+    def _drop(self, path: str) -> None:
+        self._shapes.pop(path, None)
+        kids = self._listings.pop(path, None)
+        if kids is not None:
+            self._stale.update(f"{path}/{name}" if path else name for name in kids)
+        for sub in self._below.pop(path, ()):
+            self._drop(sub)
 
     def sync(self) -> Sync:
         """Everything that changed since the last ``sync()``: the stale paths (vanished, or a
@@ -152,7 +167,11 @@ class Sysfs:
     def _listing(self, real: str, node: KDir) -> dict:
         kids = self._listings.get(real)
         if kids is None:
+            if node.shape is not None:
+                self._shapes[real] = node.shape()
             kids = self._listings[real] = node.children()
+            if real:
+                self._below.setdefault(real.rpartition("/")[0], set()).add(real)
         return kids
 
     def _locate(self, path: str):
@@ -255,7 +274,9 @@ class Sysfs:
             if not node.readable:
                 raise KernelError(errno.EIO, f"{path}: write-only attribute")
             if isinstance(node, KBinFile):
+                assert node.read is not None
                 return node.read(offset, node.size - offset if size is None else size)
+            assert node.show is not None
             data = node.show().encode("utf-8", "surrogateescape")
             return data[offset:] if size is None else data[offset:offset + size]
 
@@ -270,9 +291,11 @@ class Sysfs:
             text = None
             try:
                 if isinstance(node, KBinFile):
+                    assert node.write is not None
                     return node.write(bytes(data), offset)
                 text = StoreBuf(data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
                 text.count_ = len(data)
+                assert node.store is not None
                 node.store(text)
             except KernelError as err:
                 shown = repr(text.rstrip()) if text is not None else f"{len(data)} bytes"

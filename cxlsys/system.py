@@ -121,6 +121,8 @@ class System:
             if self.machine is not None:
                 return
             t = self.topology
+            if t is None:
+                raise KernelError(errno.ENODEV, "no topology to load")
             p = dict(t.params)
             for k, v in (params or {}).items():
                 if k not in p:
@@ -138,14 +140,15 @@ class System:
 
     def unload(self) -> None:
         with self.lock:
-            if self.machine is None:
+            t = self.topology
+            if self.machine is None or t is None:
                 return
             self.machine.unplug()
             self.flush_work()
-            if self.topology.module:
-                self.modules.pop(self.topology.module, None)
+            if t.module:
+                self.modules.pop(t.module, None)
             self.machine = None
-            self.klog.log(f"{self.topology.module or 'cxlsys'}: topology {self.topology.name} unloaded")
+            self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} unloaded")
             self.changes.everything()
 
     def modprobe(self, args: list) -> None:

@@ -146,7 +146,7 @@ def run_setup(fs, system, setup) -> dict:
             fs.write(p, (name + "\n").encode())
             v[data.name] = name
             continue
-        buf = data.format(**v).encode()
+        buf = str(data).format(**v).encode()
         if len(step) == 3:             # a step that must fail (and leave its mark: §8.11)
             with pytest.raises(KernelError) as e:
                 fs.write(p, buf)
@@ -441,7 +441,7 @@ def _diff(a, b):
 def test_refused_write(system, fs, setup, path, data, err, who):
     v = run_setup(fs, system, setup)
     p = cxl_path(path.format(**v))
-    buf = data.format(**v).encode()
+    buf = str(data).format(**v).encode()
     if who is None:
         who = p.split("/")[3] if p.startswith("bus/cxl/devices/") else p.rsplit("/", 1)[1]
     else:
@@ -618,14 +618,14 @@ def mount_script(names: dict) -> str:
             continue
         if step[0] == "ok":
             _, path, data = step
-            lines.append(f"{_echo(data.format(**v))} > {_sh('/sys/' + cxl_path(path.format(**v)))}")
+            lines.append(f"{_echo(str(data).format(**v))} > {_sh('/sys/' + cxl_path(str(path).format(**v)))}")
             continue
         _, cid, path, data, _err = step
-        f = _sh("/sys/" + cxl_path(path.format(**v)))
+        f = _sh("/sys/" + cxl_path(str(path).format(**v)))
         lines += [
             f"f={f}",
             'b=$(cat "$f" 2>/dev/null || echo "<unreadable>")',
-            (f'if ( {_echo(data.format(**v))} > "$f" ) 2>"$err"; then r=SUCCEEDED; '
+            (f'if ( {_echo(str(data).format(**v))} > "$f" ) 2>"$err"; then r=SUCCEEDED; '
              "else r=$(sed 's/.*: //' \"$err\"); fi"),
             'a=$(cat "$f" 2>/dev/null || echo "<unreadable>")',
             f'echo "RESULT {cid}|$r|$([ "$a" = "$b" ] && echo same || echo changed)|$(cat $alive)"',
@@ -661,7 +661,7 @@ def test_mount_story_in_process():
         _, cid, path, data, err = step
         before = sysfs_tree(fs)
         with pytest.raises(KernelError) as ei:
-            fs.write(cxl_path(path.format(**v)), data.format(**v).encode())
+            fs.write(cxl_path(path.format(**v)), str(data).format(**v).encode())
         assert ei.value.errno == err, (cid, ei.value.reason)
         assert sysfs_tree(fs) == before, cid
 

@@ -98,7 +98,7 @@ def canonical_names(tree: dict) -> dict:
             names[base] = f"mem@{os.path.basename(parent)}"
         elif re.fullmatch(r"(root|port|endpoint)\d+", base) and f"{p}/uport" in tree:
             port_ids[p] = _host_of(tree[f"{p}/uport"].value)
-            names[base] = f"{re.match('[a-z]+', base).group()}@{port_ids[p]}"
+            names[base] = f"{base.rstrip('0123456789')}@{port_ids[p]}"
     for p in dirs:
         parent, base = p.rsplit("/", 1)
         m = re.fullmatch(r"decoder\d+\.(\d+)", base)

@@ -54,8 +54,14 @@ class Driver:
         dev.driver = None
         dev.sys.changes.touch(self)
 
+    @property
+    def the_bus(self) -> "Bus":
+        """The bus this driver is registered on (``bus_register_driver`` sets it)."""
+        assert self.bus is not None, f"driver {self.name} is not registered"
+        return self.bus
+
     def bound_devices(self) -> list:
-        return [d for d in self.bus.devices if d.driver is self]
+        return [d for d in self.the_bus.devices if d.driver is self]
 
     # ----- /sys/bus/<bus>/drivers/<drv>/ ---------------------------------------------
     def driver_attrs(self) -> list:
@@ -70,7 +76,7 @@ class Driver:
         return KDir(self._kernfs_children, owner=self)
 
     def kernfs_paths(self) -> list:
-        return [f"bus/{self.bus.name}/drivers/{self.name}"]
+        return [f"bus/{self.the_bus.name}/drivers/{self.name}"]
 
     def _kernfs_children(self) -> dict:
         out: dict = {a.name: attr_node(self, a, a.mode) for a in self.driver_attrs()}
@@ -82,11 +88,11 @@ class Driver:
 
 
 def _bind_store(drv: Driver, buf: str) -> None:
-    drv.bus.bind_store(drv, buf)
+    drv.the_bus.bind_store(drv, buf)
 
 
 def _unbind_store(drv: Driver, buf: str) -> None:
-    drv.bus.unbind_store(drv, buf)
+    drv.the_bus.unbind_store(drv, buf)
 
 
 @pure

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
-from typing import TYPE_CHECKING, Callable, ClassVar, Optional, Union
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, Optional, Union
 
 import attrs
 
@@ -54,14 +54,15 @@ def WO(name: str, store: Optional[str] = None) -> Attr:
     return Attr(name, 0o200, None, store or f"{name}_store")
 
 
+def _attr_tuple(items: Iterable[Attr]) -> tuple:
+    return tuple(items)
+
+
 @attrs.define(frozen=True)
 class AttrGroup:
-    attrs: tuple
+    attrs: tuple = attrs.field(converter=_attr_tuple)
     name: Optional[str] = None
     is_visible: Optional[str] = None   # method name: (attr) -> mode (0 = hidden)
-
-    def __init__(self, attrs_, name=None, is_visible=None):
-        self.__attrs_init__(tuple(attrs_), name, is_visible)
 
 
 def call(dev, fn, *args):
@@ -153,7 +154,7 @@ class Device:
     # ----- kernfs -----------------------------------------------------------------
     def kernfs_dir(self) -> KDir:
         """This device's directory: attribute files, named groups, child devices, links."""
-        return KDir(self._kernfs_children, owner=self)
+        return KDir(self._kernfs_children, owner=self, shape=self._kernfs_shape)
 
     def kernfs_paths(self) -> list:
         """The directories this device owns (itself and its named groups), for change tracking."""
@@ -168,13 +169,28 @@ class Device:
                 out[a.name] = attr_node(self, a, mode)
         return out
 
+    def _group_shape(self, group: AttrGroup) -> tuple:
+        return tuple(self.attr_mode(group, a) for a in group.attrs)
+
+    def _kernfs_shape(self) -> tuple:
+        """What ``_kernfs_children`` depends on, without building nodes: visibility, children (the
+        objects themselves), driver, links."""
+        out: list = []
+        for g in self.all_groups():
+            out.append(self._group_shape(g) if g.name is None else self.group_visible(g))
+        out.append(tuple(self.children.items()))
+        out.append((self.driver, self.bus))
+        out.append(tuple(self.links().items()))
+        return tuple(out)
+
     def _kernfs_children(self) -> dict:
         out: dict = {}
         for g in self.all_groups():
             if g.name is None:
                 out.update(self._group_nodes(g))
             elif self.group_visible(g):
-                out[g.name] = KDir((lambda g=g: self._group_nodes(g)), owner=self)
+                out[g.name] = KDir(functools.partial(self._group_nodes, g), owner=self,
+                                   shape=functools.partial(self._group_shape, g))
         for name, child in self.children.items():
             out[name] = child.kernfs_dir()
         if self.driver is not None and self.bus is not None:
@@ -202,7 +218,7 @@ class Device:
         return out
 
     def all_groups(self) -> tuple:
-        base = []
+        base: list[Attr] = []
         if self.has_uevent:
             base.append(Attr("uevent", 0o644, _uevent_show, _uevent_store))
         if self.devt is not None:
@@ -255,6 +271,7 @@ def _uevent_store(dev: Device, buf: str) -> None:
 
 
 def _dev_show(dev: Device) -> str:
+    assert dev.devt is not None          # the attribute exists only for char devices
     return f"{dev.devt[0]}:{dev.devt[1]}\n"
 
 
@@ -310,7 +327,7 @@ def device_del(dev: Device) -> None:
 def _listers(dev: Device) -> tuple:
     """The owners of every directory that lists ``dev``: its parent (or /sys/devices), its bus's
     ``devices/``, /sys/dev/char for a char device, and devices that link to it."""
-    out = [dev.parent if dev.parent is not None else TOP_DEVICES]
+    out: list[object] = [dev.parent if dev.parent is not None else TOP_DEVICES]
     if dev.bus is not None:
         out.append(dev.bus)
     if dev.devt is not None:

@@ -31,7 +31,7 @@ class Module:
     @classmethod
     def loaded(cls, name: str, values: Optional[dict] = None) -> "Module":
         """A module loaded with these parameter values (0444 files showing them)."""
-        return cls(name, {k: KernelParam(0o444, (lambda v=v: f"{v}\n")) for k, v in (values or {}).items()})
+        return cls(name, {k: KernelParam(0o444, _value_show(v)) for k, v in (values or {}).items()})
 
     def kernfs_dir(self) -> KDir:
         return KDir(self._kernfs_children, owner=self)
@@ -45,3 +45,7 @@ class Module:
             out["parameters"] = KDir(lambda: {k: KFile(p.mode, p.show, p.store, owner=self)
                                               for k, p in self.params.items()}, owner=self)
         return out
+
+
+def _value_show(value) -> Callable[[], str]:
+    return lambda: f"{value}\n"

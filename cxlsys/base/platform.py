@@ -10,7 +10,7 @@ parents and companions.
 from __future__ import annotations
 
 import errno
-from typing import Optional
+from typing import ClassVar, Optional
 
 import attrs
 
@@ -32,7 +32,7 @@ class PlatformDevice(Device):
     dport_id: Optional[int] = None           # this device is a CXL downstream port with that port number
     cfg: object = attrs.field(default=None, repr=False)   # the topology entry it was built from
 
-    groups = (
+    groups: ClassVar[tuple[AttrGroup, ...]] = (       # subclasses extend it (cxl_test's MockMemDevice)
         AttrGroup([RO("modalias"), RW("driver_override"), RO("numa_node"), RO("waiting_for_supplier")],
                   is_visible="platform_attr_visible"),
     )

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from fuse_mount.client import request
 
@@ -106,7 +107,7 @@ def _start_daemon(system, work: str, mnt: str, ctl: str, cache: bool, allow_othe
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         from fuse_mount.daemon import serve  # loads libfuse3 (ctypes): in the daemon child only
-        kw = dict(control_path=ctl, cache=cache, allow_other=allow_other)
+        kw: dict[str, Any] = dict(control_path=ctl, cache=cache, allow_other=allow_other)
         prof = os.environ.get("CXLSYS_PROFILE")
         if prof:
             cProfile.runctx("serve(system, mnt, **kw)", globals(), dict(serve=serve, system=system, mnt=mnt, kw=kw),

@@ -22,8 +22,10 @@ def _port_label(p: CxlPort) -> str:
     st = "" if p.kind == "root" or p.driver is not None else " [dim](disabled)[/]"
     if p.kind == "endpoint":
         md = p.uport
+        assert isinstance(md, CxlMemdev)
+        host = md.parent.name if md.parent is not None else "-"
         extra = f", HDM-DB, {md.info.flit}B flit" if md.info.hdm_db else ""
-        return (f"[green]{p.name}[/] {md.name} ({md.parent.name}) ram {_size(md.ram_size)} pmem {_size(md.pmem_size)}"
+        return (f"[green]{p.name}[/] {md.name} ({host}) ram {_size(md.ram_size)} pmem {_size(md.pmem_size)}"
                 f" serial {md.info.serial:#x}{extra}{st}")
     return f"[cyan]{p.name}[/] host {p.uport.name}, {len(p.dports)} dports, {len(p.decoders)} decoders{st}"
 
@@ -56,7 +58,7 @@ def build_tree(system) -> Tree:
     if off:
         d = tree.add("disabled memdevs")
         for m in off:
-            d.add(f"{m.name} ({m.parent.name})")
+            d.add(f"{m.name} ({m.parent.name if m.parent is not None else '-'})")
     return tree
 
 

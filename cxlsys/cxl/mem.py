@@ -7,6 +7,7 @@ import errno
 import attrs
 
 from cxlsys.base.bus import Driver
+from cxlsys.base.device import Device
 from cxlsys.cxl.core.bi import bi_setup
 from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.cxl.core.pmem import devm_cxl_add_nvdimm
@@ -60,7 +61,9 @@ class CxlMemDriver(Driver):
     def match(self, dev) -> bool:
         return isinstance(dev, CxlMemdev)
 
-    def probe(self, md: CxlMemdev) -> None:
+    def probe(self, md: Device) -> None:
+        assert isinstance(md, CxlMemdev)        # match() accepts memdevs only
+        assert md.parent is not None            # a memdev sits below its host device (devm_cxl_add_memdev)
         dport_dev = md.parent.parent
         if dport_dev is None:
             raise KernelError(errno.ENXIO, f"{md.name}: CXL port topology not found")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from cxlsys.base.bus import Driver
+from cxlsys.base.device import Device
 from cxlsys.cxl.core import hdm, region
 from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort, cxl_port_add_dport
 from cxlsys.errors import KernelError
@@ -25,7 +26,8 @@ class CxlPortDriver(Driver):
     def match(self, dev) -> bool:
         return isinstance(dev, CxlPort) and dev.kind != "root"
 
-    def probe(self, port: CxlPort) -> None:
+    def probe(self, port: Device) -> None:
+        assert isinstance(port, CxlPort)        # match() accepts ports only
         if port.kind == "endpoint":
             hdm.devm_cxl_enumerate_decoders(port)
             for dec in list(port.decoders.values()):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import errno
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import attrs
 
@@ -37,6 +37,9 @@ from cxlsys.base.bus import Bus, Driver
 from cxlsys.base.device import ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtoull, strip_newline, sysfs_streq
+
+if TYPE_CHECKING:  # pragma: no cover - kmem.py sits above this file
+    from cxlsys.dax.kmem import KmemData
 
 DAX_MAJOR = 254
 PAGE_SIZE = 4096
@@ -84,6 +87,11 @@ class DaxRegion:
 class DaxRegionAttrs:
     """The ``dax_region/`` attribute group, mixed into the hosting device class."""
 
+    if TYPE_CHECKING:  # provided by the hosting device class
+        name: str
+        children: dict
+        dax_region: Optional[DaxRegion]
+
     dax_region_group = AttrGroup([RO("id", "dax_region_id_show"), RO("size", "dax_region_size_show"),
                                   ADMIN_RO("align", "dax_region_align_show"),
                                   RO("available_size", "dax_region_available_size_show"),
@@ -121,6 +129,7 @@ class DaxRegionAttrs:
 
     def dax_region_create_store(self, buf: str):
         r = self.dax_region
+        assert r is not None       # the create file exists only while the region does
         val = kstrtoint(buf)
         if val != 1:
             raise KernelError(errno.EINVAL, f"{self.name}: create: write 1, not {val}")
@@ -183,7 +192,7 @@ class DevDax(Device):
     align: int = SZ_2M
     memmap_on_memory: bool = True
     target_node: int = 0
-    kmem_state: object = attrs.field(default=None, repr=False)   # set by kmem while bound
+    kmem_state: Optional[KmemData] = attrs.field(default=None, repr=False)   # set by kmem while bound
     iomem: list = attrs.field(factory=list, repr=False)          # device_dax's reservations
 
     groups = (AttrGroup([RO("modalias"), RW("size"), WO("mapping"), RO("target_node"), RW("align"),
@@ -203,6 +212,7 @@ class DevDax(Device):
         return "dax:t0"
 
     def release(self) -> None:
+        assert self.devt is not None       # every dev_dax is a char device (devm_create_dev_dax)
         self.sys.dax_minor_ida.free(self.devt[1])
 
     @property
@@ -221,7 +231,7 @@ class DevDax(Device):
             raise KernelError(errno.EINVAL, f"{self.name}: size: {val} misaligned "
                                             f"(multiple of {max(self.align, MEMREMAP_COMPAT_ALIGN)} needed)")
         if not self.region.host_bound():
-            raise KernelError(errno.ENXIO, f"{self.name}: size: region {self.parent.name} is not enabled")
+            raise KernelError(errno.ENXIO, f"{self.name}: size: region {self.region.host.name} is not enabled")
         if self.driver is not None:
             raise KernelError(errno.EBUSY, f"{self.name}: size: device is bound to {self.driver.name}")
         cur = self.size
@@ -244,7 +254,7 @@ class DevDax(Device):
         if val not in (PAGE_SIZE, SZ_2M, SZ_1G):
             raise KernelError(errno.EINVAL, f"{self.name}: align: {val} is not 4096, 2097152 or 1073741824")
         if not self.region.host_bound():
-            raise KernelError(errno.ENXIO, f"{self.name}: align: region {self.parent.name} is not enabled")
+            raise KernelError(errno.ENXIO, f"{self.name}: align: region {self.region.host.name} is not enabled")
         if self.driver is not None:
             raise KernelError(errno.EBUSY, f"{self.name}: align: device is bound to {self.driver.name}")
         unit = max(val, MEMREMAP_COMPAT_ALIGN)
@@ -263,7 +273,7 @@ class DevDax(Device):
             raise KernelError(errno.EINVAL,
                               f"{self.name}: mapping: expected START-END in hex, got {strip_newline(buf)!r}")
         if not self.region.host_bound():
-            raise KernelError(errno.ENXIO, f"{self.name}: mapping: region {self.parent.name} is not enabled")
+            raise KernelError(errno.ENXIO, f"{self.name}: mapping: region {self.region.host.name} is not enabled")
         n = (e - s + 1) % (1 << 64)              # range_len() in u64: END < START wraps
         if not self.alloc_is_aligned(n):
             raise KernelError(errno.ENXIO, f"{self.name}: mapping: length {n:#x} misaligned")
@@ -410,7 +420,8 @@ class DaxDriver(Driver):
         return self.kmem_type == dev.region.kmem_default
 
     # dax_bus_probe(): the bus wrapper around the driver's probe
-    def probe(self, dev: DevDax) -> None:
+    def probe(self, dev: Device) -> None:
+        assert isinstance(dev, DevDax)     # match() accepts dev_dax devices only
         if dev.size == 0 or dev.id < 0:
             raise KernelError(errno.ENXIO, f"{dev.name}: zero-sized device cannot be enabled")
         self.dax_probe(dev)
@@ -444,9 +455,11 @@ class DaxDriver(Driver):
         if name not in self.ids:
             self.ids.append(name)
         # driver_attach(): probe every unbound device that matches now, failures swallowed
-        for dev in list(self.bus.devices):
+        bus = self.bus
+        assert bus is not None             # new_id is a file of a registered driver
+        for dev in list(bus.devices):
             if dev.driver is None and self.match(dev):
-                self.bus._try_probe(self, dev)
+                bus._try_probe(self, dev)
 
     def remove_id_store(self, buf: str):
         name = self._parse_id(buf)

@@ -16,18 +16,21 @@ cannot be: it stays, with its blocks and its iomem claim, "until the next reboot
 from __future__ import annotations
 
 import errno
+from typing import Optional
 
 import attrs
 
+from cxlsys.base.device import Device
 from cxlsys.dax.bus import DaxDriver, DevDax
 from cxlsys.errors import KernelError
-from cxlsys.mm.memory_hotplug import PAGE_SIZE
+from cxlsys.kernel.resource import Resource
+from cxlsys.mm.memory_hotplug import PAGE_SIZE, MemoryGroup
 from cxlsys.mm.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 
 
 @attrs.define
 class KmemData:
-    group: object
+    group: MemoryGroup
     ranges: list          # per dev_dax range: (start, size, iomem claim) or None (skipped / not mapped)
 
 
@@ -64,9 +67,10 @@ class KmemDriver(DaxDriver):
         if nid not in sys.nodes:
             raise KernelError(errno.EINVAL, f"{dd.name}: node {nid} is not possible")
         tiers = mem.tiers
+        assert tiers is not None           # memory_tier_init() ran at boot, once the nodes existed
         tiers.init_node_memory_type(nid, self.adistance)
         group = mem.register_static_group(nid, total // PAGE_SIZE)
-        done = [None] * len(ranges)
+        done: list[Optional[tuple[int, int, Resource]]] = [None] * len(ranges)
         mapped = 0
         try:
             for i, r in enumerate(ranges):
@@ -97,10 +101,11 @@ class KmemDriver(DaxDriver):
             raise
         dd.kmem_state = KmemData(group, done)
 
-    def remove(self, dd: DevDax) -> None:
+    def remove(self, dd: Device) -> None:
+        assert isinstance(dd, DevDax)      # match() accepts dev_dax devices only
         sys = dd.sys
         mem = sys.memory
-        data: KmemData = dd.kmem_state
+        data = dd.kmem_state
         if data is None:
             return
         success = 0
@@ -124,5 +129,6 @@ class KmemDriver(DaxDriver):
             success += 1
         if success >= len(dd.ranges):
             mem.unregister_group(data.group)
+            assert mem.tiers is not None   # as in dax_probe()
             mem.tiers.clear_node_memory_type(dd.target_node)
         dd.kmem_state = None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -47,6 +48,9 @@ from cxlsys.errors import KernelError
 from cxlsys.kernel.resource import IomemResource
 from cxlsys.kstrto import kstrtobool, kstrtouint, strip_newline
 from cxlsys.mm.memory_tiers import MemoryTiers
+
+if TYPE_CHECKING:  # pragma: no cover - the System owns the hotplug core (system.py imports this file)
+    from cxlsys.system import System
 
 PAGE_SIZE = 4096
 STRUCT_PAGE = 64                       # sizeof(struct page): the memmap costs 64 B per 4 KiB page
@@ -174,7 +178,7 @@ def hotplug_module(policy: MemoryPolicy) -> Module:
 class MemoryHotplug:
     """The memory hotplug core of one machine (``sys.memory``): blocks, nodes' zones, groups, iomem."""
 
-    sys: object = attrs.field(repr=False)
+    sys: System = attrs.field(repr=False)
     policy: MemoryPolicy = attrs.field(factory=MemoryPolicy)
     root: MemoryRoot | None = None
     bus: Bus | None = attrs.field(default=None, repr=False)
@@ -355,7 +359,7 @@ class MemoryHotplug:
         (``7682,7684-7685``; a write replaces the set, an empty write clears it);
         ``kernel_zone_unmovable``: Y/N, every block onlined to a kernel zone counts as such."""
         def unmovable_store(buf: str) -> None:
-            want = set()
+            want: set[int] = set()
             for part in filter(None, strip_newline(buf).replace(" ", "").split(",")):
                 lo, _, hi = part.partition("-")
                 try:

@@ -10,11 +10,16 @@ a tier device exists only while some node is listed in it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Optional
+
 import attrs
 
 from cxlsys.base.bus import Bus
 from cxlsys.base.device import RO, AttrGroup, Device, device_add, device_del
 from cxlsys.base.node import nodelist
+
+if TYPE_CHECKING:  # pragma: no cover - the System owns the memory tiers (system.py imports this file)
+    from cxlsys.system import System
 
 MEMTIER_CHUNK_BITS = 7
 MEMTIER_ADISTANCE_DRAM = (4 << MEMTIER_CHUNK_BITS) + (1 << (MEMTIER_CHUNK_BITS - 1))   # 576
@@ -46,9 +51,9 @@ class MemoryTier(Device):
 
 @attrs.define(eq=False)
 class MemoryTiers:
-    sys: object = attrs.field(repr=False)
-    bus: Bus = attrs.field(default=None, repr=False)
-    root: Device = attrs.field(default=None, repr=False)
+    sys: System = attrs.field(repr=False)
+    bus: Optional[Bus] = attrs.field(default=None, repr=False)      # set by setup()
+    root: Optional[Device] = attrs.field(default=None, repr=False)
     node_type: dict = attrs.field(factory=dict)      # nid -> adistance of its memory type
     map_count: dict = attrs.field(factory=dict)      # nid -> kmem devices mapped (init_node_memory_type)
     type_nodes: dict = attrs.field(factory=dict)     # adistance -> nodes listed (memtype->nodes)

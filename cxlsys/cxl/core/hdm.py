@@ -9,6 +9,7 @@ real registers outlive a driver unbind.
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import attrs
 
@@ -78,7 +79,7 @@ class HdmCap:
 # ------------------------------------------------------------------ enumeration
 
 def devm_cxl_enumerate_decoders(port: CxlPort) -> None:
-    cap: HdmCap = port.hdm
+    cap = port.hdm
     sys = port.sys
     if cap is None:
         raise KernelError(errno.ENXIO, f"{port.name}: no HDM decoder capability")
@@ -100,7 +101,8 @@ def devm_cxl_enumerate_decoders(port: CxlPort) -> None:
     for i in range(cap.count):
         r = cap.reg(i)
         flags = 0
-        kw = dict(interleave_ways=r.ways, interleave_granularity=r.granularity, target_type=r.target_type)
+        kw: dict[str, Any] = dict(interleave_ways=r.ways, interleave_granularity=r.granularity,
+                                  target_type=r.target_type)
         if r.committed:
             flags |= C.CXL_DECODER_F_ENABLE | (C.CXL_DECODER_F_LOCK if r.locked else 0)
             kw.update(hpa_start=r.base, hpa_size=r.size)
@@ -119,7 +121,7 @@ def devm_cxl_enumerate_decoders(port: CxlPort) -> None:
         else:
             ids = r.targets if r.targets is not None else tuple(port.dports)
             targets = [port.dports.get(t) for t in ids][: cap.nr_targets]
-            dec = add_decoder(port, CxlSwitchDecoder, flags=flags, nr_targets=cap.nr_targets, targets=targets, **kw)
+            add_decoder(port, CxlSwitchDecoder, flags=flags, nr_targets=cap.nr_targets, targets=targets, **kw)
             if r.committed:
                 port.commit_end = i
 
@@ -256,7 +258,7 @@ def cxl_dpa_set_mode(dec: CxlEndpointDecoder, buf: str) -> None:
 def cxl_decoder_commit(dec) -> None:
     """Program and enable one decoder (switch or endpoint)."""
     port = dec.port
-    cap: HdmCap = port.hdm
+    cap = port.hdm
     if dec.enabled:
         return
     if cap is None or cap.passthrough:
@@ -285,7 +287,7 @@ def cxl_decoder_commit(dec) -> None:
 
 def cxl_decoder_reset(dec) -> None:
     port = dec.port
-    cap: HdmCap = port.hdm
+    cap = port.hdm
     if not dec.enabled:
         return
     if dec.sys.profile.out_of_order_reset == "ebusy" and port.commit_end != dec.id:

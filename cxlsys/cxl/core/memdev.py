@@ -9,6 +9,7 @@ and ``pmem/``, ``security/``, and a firmware-upload class device
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -16,6 +17,10 @@ from cxlsys.base.device import RO, RW, WO, Attr, AttrGroup, Device, device_add, 
 from cxlsys.cxl import cxl as C
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool
+
+if TYPE_CHECKING:  # pragma: no cover - forward declarations (port.py and hdm.py sit above this file)
+    from cxlsys.cxl.core.hdm import HdmCap
+    from cxlsys.cxl.core.port import CxlPort
 
 CXL_MEM_MAJOR = 245
 
@@ -45,8 +50,8 @@ class CxlMemdev(Device):
     devtype = "cxl_memdev"
     id: int = 0
     info: MemdevInfo = attrs.field(factory=MemdevInfo, repr=False)
-    endpoint: Device | None = attrs.field(default=None, repr=False)
-    hdm: object = attrs.field(default=None, repr=False)     # HdmCap of the device's HDM registers
+    endpoint: CxlPort | None = attrs.field(default=None, repr=False)
+    hdm: HdmCap | None = attrs.field(default=None, repr=False)     # the device's HDM registers
     security_state: str = "disabled"
     bi_id: int | None = None               # Back-Invalidate ID (HDM-DB devices, BI profile)
     bi_enabled: bool = False
@@ -189,7 +194,7 @@ class FwUpload(Device):
         return f"{self.status}\n"
 
 
-def devm_cxl_add_memdev(host: Device, info: MemdevInfo, hdm, numa_node: int) -> CxlMemdev:
+def devm_cxl_add_memdev(host: Device, info: MemdevInfo, hdm: HdmCap | None, numa_node: int) -> CxlMemdev:
     sys = host.sys
     mid = sys.cxl_memdev_ida.alloc()
     md = CxlMemdev(name=f"mem{mid}", parent=host, sys=sys, bus=sys.cxl_bus, id=mid, info=info, hdm=hdm,

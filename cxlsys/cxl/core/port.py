@@ -10,7 +10,7 @@ delete an emptied switch port (``cxl_detach_ep``).
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import attrs
 
@@ -21,10 +21,12 @@ from cxlsys.cxl.core import core
 from cxlsys.cxl.core.bi import bi_enable, bi_release
 from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.errors import KernelError
+from cxlsys.kernfs import pure
 from cxlsys.kstrto import kstrtobool, sysfs_streq
 from cxlsys.profile import BI_CREATE_ATTR, BI_DECODER_ATTR
 
-if TYPE_CHECKING:  # pragma: no cover - forward declaration (region.c's struct; region.py sits above this file)
+if TYPE_CHECKING:  # pragma: no cover - forward declarations (region.py and hdm.py sit above this file)
+    from cxlsys.cxl.core.hdm import HdmCap
     from cxlsys.cxl.core.region import CxlRegion
 
 
@@ -36,13 +38,11 @@ class CxlBus(Bus):
 
     extra_files: tuple = ("flush",)
 
+    @pure       # waits for queued work; the work itself bumps the generations
     def flush_store(self, buf: str) -> None:
         if not sysfs_streq(buf, "1"):
             raise KernelError(errno.EINVAL, f"cxl bus flush: expected 1, got {buf!r}")
         self.sys.flush_work()
-
-
-CxlBus.flush_store.pure = True     # waits for queued work; the work itself bumps the generations
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -89,7 +89,7 @@ class CxlPort(CxlDevice):
     endpoints: dict = attrs.field(factory=dict, repr=False)    # memdev name -> memdev (cxl_ep)
     dead: bool = False
     regions: dict = attrs.field(factory=dict, repr=False)      # CxlRegion -> RegionRef (cxl_region_ref)
-    hdm: object = attrs.field(default=None, repr=False)        # HDM capability of the uport (firmware data)
+    hdm: Optional[HdmCap] = attrs.field(default=None, repr=False)   # HDM capability of the uport (firmware data)
 
     groups = (AttrGroup([RO("decoders_committed")]),)
 
@@ -141,7 +141,7 @@ def port_name(kind: str, port_id: int) -> str:
 
 
 def devm_cxl_add_port(host: Device, uport: Device, parent_dport: Optional[CxlDport],
-                      kind: Optional[str] = None, hdm=None) -> CxlPort:
+                      kind: Optional[str] = None, hdm: Optional[HdmCap] = None) -> CxlPort:
     """Register a port below ``parent_dport.port`` (or a root below ``uport``).
 
     The port is unregistered when ``host``'s driver is unbound.
@@ -393,6 +393,7 @@ class CxlEndpointDecoder(CxlDecoder):
 
     def bi_store(self, buf: str) -> None:
         prof = self.sys.profile.bi
+        assert prof is not None       # the bi file exists only under a BI profile (endpoint_decoder_visible)
         val = kstrtobool(buf)
         if self.enabled:
             raise KernelError(prof.err_busy, f"{self.name}: bi: decoder is committed")
@@ -422,14 +423,17 @@ def ep_path(cxled: CxlEndpointDecoder) -> list:
     """Ports from the endpoint decoder's port up to, not including, the root (the walk of
     cxl_region_attach()/detach and the decoder commit)."""
     out = []
-    p = cxled.port
+    p: Optional[CxlPort] = cxled.port
     while p is not None and p.kind != "root":
         out.append(p)
         p = p.parent_port
     return out
 
 
-def add_decoder(port: CxlPort, cls, host: Optional[Device] = None, **kw) -> CxlDecoder:
+_Decoder = TypeVar("_Decoder", bound=CxlDecoder)
+
+
+def add_decoder(port: CxlPort, cls: type[_Decoder], host: Optional[Device] = None, **kw: Any) -> _Decoder:
     """cxl_decoder_add(): name from the port's decoder ida, devm-registered on the port."""
     i = 0
     while i in port.decoder_ida_used:

@@ -23,7 +23,7 @@ import uuid as uuidlib
 import attrs
 
 from cxlsys.base.bus import Driver
-from cxlsys.base.device import RO, RW, Attr, AttrGroup, device_add, device_del
+from cxlsys.base.device import RO, RW, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.cxl import cxl as C
 from cxlsys.cxl.core import core
 from cxlsys.cxl.core.pmem import devm_cxl_add_pmem_region
@@ -402,13 +402,15 @@ class CxlRegionDriver(Driver):
     def match(self, dev) -> bool:
         return isinstance(dev, CxlRegion)
 
-    def probe(self, cxlr: CxlRegion) -> None:
+    def probe(self, cxlr: Device) -> None:
+        assert isinstance(cxlr, CxlRegion)      # match() accepts regions only
         if cxlr.state < COMMIT or cxlr.needs_reset:
             raise KernelError(errno.ENXIO,
                               f"{cxlr.name}: cannot bind: region is {STATE_NAMES[cxlr.state]}, commit it first")
         if cxlr.mode == C.MODE_PMEM:
             devm_cxl_add_pmem_region(cxlr)
         else:
+            assert cxlr.hpa_start is not None   # a committed region has its HPA
             if cxlr.sys.hpa_is_online_ram(cxlr.hpa_start, cxlr.hpa_size):
                 return
             devm_cxl_add_dax_region(cxlr)

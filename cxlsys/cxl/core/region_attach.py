@@ -20,7 +20,7 @@ import attrs
 
 from cxlsys.cxl import cxl as C
 from cxlsys.cxl.core import core
-from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort, CxlRootDecoder, CxlSwitchDecoder, ep_path
+from cxlsys.cxl.core.port import CxlDecoder, CxlEndpointDecoder, CxlPort, CxlRootDecoder, CxlSwitchDecoder, ep_path
 from cxlsys.cxl.core.region_commit import region_decommit
 from cxlsys.cxl.core.region_state import ACTIVE, INTERLEAVE_ACTIVE, STATE_NAMES
 from cxlsys.errors import KernelError
@@ -70,6 +70,7 @@ def calc_interleave_pos(cxlr: CxlRegion, cxled: CxlEndpointDecoder) -> int:
     pos = 0
     for port in ep_path(cxled):
         parent = port.parent_port
+        d: CxlSwitchDecoder | None
         if parent.kind == "root":
             d = cxlr.root
         else:
@@ -109,6 +110,7 @@ def cxl_port_attach_region(port: CxlPort, cxlr: CxlRegion, cxled: CxlEndpointDec
                     and not cxlr.auto):
                 raise KernelError(errno.EBUSY, f"{cxlr.name}: {port.name}: {other.name} at higher HPA already "
                                   "attached here (attach in HPA order)")
+        dec: CxlDecoder | None
         if port.kind == "endpoint":
             dec = cxled
         else:
@@ -246,6 +248,7 @@ def cxl_region_attach(cxlr: CxlRegion, cxled: CxlEndpointDecoder, pos: int, auto
         cxlr.state = ACTIVE
     cxled.interleave_ways = cxlr.interleave_ways
     cxled.interleave_granularity = cxlr.interleave_granularity
+    assert cxlr.hpa_start is not None     # INTERLEAVE_ACTIVE or later (checked above): the HPA is allocated
     cxled.hpa_start, cxled.hpa_size = cxlr.hpa_start, cxlr.hpa_size
 
 
@@ -359,7 +362,8 @@ def cxl_region_setup_targets(cxlr: CxlRegion, verify: bool = False) -> None:
 def check_last_peer(cxlr: CxlRegion, port: CxlPort, ref: RegionRef, cxled, pos: int, dport) -> None:
     """A port's dport repeats every ``distance`` positions: the endpoint ``distance`` positions back
     must have come through the same dport (check_last_peer)."""
-    distance, it = 1, port
+    distance = 1
+    it: CxlPort | None = port
     while it is not None and it.kind != "root":
         distance *= it.regions[cxlr].nr_targets
         it = it.parent_port
