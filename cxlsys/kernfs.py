@@ -38,6 +38,8 @@ class KDir:
     # optional: a cheap value that changes whenever children() would list differently (names,
     # modes, link targets, child objects); lets the projection keep a listing it already built
     shape: Optional[Callable[[], object]] = None
+    # optional: entries a lookup finds but a listing never shows (the projection's own ``.cxlsys``)
+    hidden: Optional[Callable[[], dict]] = None
     kind = S_DIR
 
     def sig(self) -> tuple:

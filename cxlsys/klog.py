@@ -42,6 +42,10 @@ class KernelLog:
     def dev_info(self, dev, text: str) -> None:
         self.log(f"{dev.driver_name_for_log()} {dev.name}: {text}", "info")
 
+    def clear(self) -> None:
+        """dmesg -C: empty the ring (sequence numbers go on)."""
+        self.records.clear()
+
     def lines(self, since_wall: float | None = None, max_level: int = 7) -> list[str]:
         return [
             f"[{r.ts:12.6f}] {r.text}"

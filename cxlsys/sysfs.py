@@ -28,10 +28,13 @@ from cxlsys.base.device import DEV_CHAR, TOP_DEVICES, SysfsDir
 from cxlsys.debugfs import debugfs_root
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import S_DIR, S_FILE, S_LINK, KBinFile, KDir, KLink, kernfs_target_path
+from cxlsys.procfs import procfs_dir
 
 __all__ = ["S_DIR", "S_FILE", "S_LINK", "Entry", "StoreBuf", "Sync", "Sysfs", "kernfs_target_path"]
 
 MODULES = SysfsDir("module")
+# not sysfs: the projection's own directory, found by lookup, never listed (``/proc`` files of the model)
+CXLSYS_DIR = ".cxlsys"
 BUSES = SysfsDir("bus")
 
 
@@ -75,7 +78,7 @@ def sysfs_root(s) -> KDir:
         "devices": KDir(lambda: {n: d.kernfs_dir() for n, d in s.top_devices.items()}, owner=TOP_DEVICES),
         "kernel": KDir(lambda: {"debug": debugfs_root(s)}),
         "module": KDir(lambda: {n: m.kernfs_dir() for n, m in sorted(s.modules.items())}, owner=MODULES),
-    })
+    }, hidden=lambda: {CXLSYS_DIR: KDir(lambda: {"proc": procfs_dir(s)})})
 
 
 def _dev_char(s) -> dict:
@@ -186,6 +189,8 @@ class Sysfs:
         if pnode is None or pnode.kind != S_DIR:
             return None, path
         node = self._listing(preal, pnode).get(name)
+        if node is None and pnode.hidden is not None:
+            node = pnode.hidden().get(name)
         hit = (node, f"{preal}/{name}" if preal else name)
         if node is not None:
             self._paths[path] = hit

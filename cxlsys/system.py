@@ -35,7 +35,7 @@ from cxlsys.ida import IDA
 from cxlsys.klog import KernelLog
 from cxlsys.machine import Machine
 from cxlsys.mm.memory_hotplug import MemoryHotplug, MemoryPolicy
-from cxlsys.profile import DEFAULT, PROFILES, KernelProfile
+from cxlsys.profile import DEFAULT, KernelProfile, resolve
 from cxlsys.topology import NodeCfg, Topology, load_topology
 
 # modules whose /sys/module/<name>/initstate reads "live" (libkmod must never load a real one)
@@ -63,21 +63,20 @@ class System:
     nvdimm_bridge_ida: IDA = attrs.field(factory=lambda: IDA("cxl_nvdimm_bridge_ida"))
     dax_minor_ida: IDA = attrs.field(factory=lambda: IDA("dax_minor_ida"))
     bi_id_ida: IDA = attrs.field(factory=lambda: IDA("cxl_bi_id_ida"))
-    profile: KernelProfile = attrs.field(factory=lambda: PROFILES[DEFAULT])
+    profile: KernelProfile = attrs.field(factory=lambda: resolve(DEFAULT))
 
     # ------------------------------------------------------------------ boot
     @classmethod
     def boot(cls, topology: "Topology | str | None" = None, params: Optional[dict] = None,
              kernel: Optional[str] = None) -> "System":
         """A machine with the drivers loaded and, if given, the topology plugged in.  ``kernel``
-        names a profile (cxlsys.profile); default: the topology's own, else the 6.12 baseline."""
+        is a profile spec, ``BASE[+PROPOSAL...]`` (cxlsys.profile; ProfileError if unknown); default:
+        the topology's own, else the 6.12 baseline."""
         if isinstance(topology, str):
             topology = load_topology(topology)
         if kernel is None:
             kernel = (topology.kernel if topology is not None else None) or DEFAULT
-        if kernel not in PROFILES:
-            raise KernelError(errno.EINVAL, f"unknown kernel profile {kernel!r} (known: {', '.join(PROFILES)})")
-        s = cls(profile=PROFILES[kernel])
+        s = cls(profile=resolve(kernel))
         s._boot(topology)
         if s.topology is not None:
             s.load(params)

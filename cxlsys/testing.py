@@ -59,10 +59,14 @@ __all__ = [
     "cxl_write",
     "cxlsys_run",
     "devices",
+    "dax_blocks",
     "endpoint_decoders",
+    "free_endpoint_decoders",
+    "meminfo_kb",
     "memdev",
     "memdevs",
     "ports",
+    "provision_ram_region",
     "read_text",
     "read_value",
     "sysfs_tree",
@@ -197,6 +201,69 @@ def endpoint_decoders(obj) -> list:
 MOUNT_SKIP_REASON = "needs root, /dev/fuse, fuse3 and the cxl tool"
 
 
+def free_endpoint_decoders(system, root: str = "decoder0.1") -> list:
+    """For each host bridge the root decoder ``root`` interleaves over (in target order): a free
+    endpoint decoder (no DPA) of the second memdev below it that has ram — what
+    :data:`RAM_REGION_SETUP` picks with ``cxl list``."""
+    rd = next(d for d in system.cxl_bus.devices if d.name == root)
+    out = []
+    for hb in rd.targets[: rd.interleave_ways]:
+        below = []
+        for md in memdevs(system):
+            p = md.endpoint
+            while p is not None and p.parent_port is not None and p.parent_port.kind != "root":
+                p = p.parent_port
+            if p is not None and p.parent_dport is hb and md.ram_size:
+                below.append(md)
+        md = below[1] if len(below) > 1 else below[0]
+        out.append(next(e.name for e in endpoint_decoders(md) if e.dpa_start is None))
+    return out
+
+
+def provision_ram_region(fs: Sysfs, root: str = "decoder0.1", size: int = 1 << 30, granularity: int = 4096,
+                         bind: bool = True) -> tuple:
+    """The sysfs flow an admin scripts for a volatile region, in-process: DPA on one free endpoint
+    decoder per host bridge of ``root``, ``create_ram_region``, geometry, size, targets, commit and
+    (``bind``) the cxl_region driver, whose dax region gets ``daxN.0`` bound to kmem.
+    Returns ``(region, dax device)`` names, e.g. ``("region1", "dax1.0")``."""
+    decs = free_endpoint_decoders(fs.sys, root)
+    for e in decs:
+        cxl_write(fs, f"{e}/mode", "ram")
+        cxl_write(fs, f"{e}/dpa_size", hex(size // len(decs)))
+    r = cxl_read(fs, f"{root}/create_ram_region")
+    cxl_write(fs, f"{root}/create_ram_region", r)
+    cxl_write(fs, f"{r}/interleave_granularity", granularity)
+    cxl_write(fs, f"{r}/interleave_ways", len(decs))
+    cxl_write(fs, f"{r}/size", hex(size))
+    for i, e in enumerate(decs):
+        cxl_write(fs, f"{r}/target{i}", e)
+    cxl_write(fs, f"{r}/commit", 1)
+    if bind:
+        write_text(fs, "bus/cxl/drivers/cxl_region/bind", r)
+    return r, f"dax{r[len('region'):]}.0"
+
+
+def meminfo_kb(fs: Sysfs, field: str = "MemTotal") -> int:
+    """A /proc/meminfo field of the model, in kB."""
+    for line in fs.read(".cxlsys/proc/meminfo").decode().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def dax_blocks(fs: Sysfs, dax: str) -> list:
+    """The ``memoryN`` blocks backing ``dax`` by its ``daxX.Y`` ranges in /proc/iomem (the way the
+    kernel's dax-kmem-hotplug selftest finds them)."""
+    bs = int(read_value(fs, "devices/system/memory/block_size_bytes"), 16)
+    out = []
+    for line in fs.read(".cxlsys/proc/iomem").decode().splitlines():
+        rng, _, name = line.strip().partition(" : ")
+        if name == dax:
+            s, e = (int(x, 16) for x in rng.split("-"))
+            out += [f"memory{i}" for i in range(s // bs, e // bs + 1)]
+    return out
+
+
 def can_mount() -> bool:
     """True when ``cxlsys run`` can mount the model here: root, /dev/fuse, fusermount3 and the
     cxl tool on PATH."""
@@ -206,18 +273,21 @@ def can_mount() -> bool:
 
 def cxlsys_run(script: str, topology: str = "cxl_test", params: Iterable[str] | Mapping[str, int] = (),
                timeout: float = 300, check: bool = True, cwd: str | os.PathLike | None = None,
-               ) -> subprocess.CompletedProcess:
+               kernel: str | None = None) -> subprocess.CompletedProcess:
     """Run ``script`` with bash (``set -e`` first) inside ``python -m cxlsys run --topology
     topology``: the model mounted at /sys in a private namespace, the real cxl/daxctl on it.
 
     ``topology`` is a preset name or a TOML file; ``params`` module parameters, ``"key=value"``
-    strings or a mapping; ``cwd`` the script's working directory (default: this process's).
+    strings or a mapping; ``kernel`` a profile spec (``"7.3+bi"``; default: the topology's); ``cwd``
+    the script's working directory (default: this process's).
     Returns the ``CompletedProcess`` (text stdout and stderr).  With ``check`` (the default) a
     non-zero exit raises ``AssertionError`` showing both outputs."""
     cmd = [sys.executable, "-m", "cxlsys", "run", "--topology", str(topology)]
     items = [f"{k}={v}" for k, v in params.items()] if isinstance(params, Mapping) else list(params)
     for p in items:
         cmd += ["--param", p]
+    if kernel is not None:
+        cmd += ["--kernel", kernel]
     cmd += ["--", "bash", "-c", "set -e\n" + script]
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     if check and r.returncode != 0:

@@ -68,7 +68,9 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
         return {"rc": 0, "out": "", "err": ""}
     if cmd == "dmesg":
         with system.lock:
-            lines = system.klog.lines()
+            lines = system.klog.lines() if req.get("show", True) else []
+            if req.get("clear"):
+                system.klog.clear()
         return {"rc": 0, "out": "".join(x + "\n" for x in lines), "err": ""}
     if cmd == "journal":
         since = req.get("since")

@@ -35,6 +35,11 @@ class Driver:
     def remove(self, dev: Device) -> None:
         """Undo probe; devres actions run after this."""
 
+    def dev_groups(self, dev: Device) -> tuple:
+        """``drv->dev_groups``: attribute groups the driver core adds to a device while it is bound
+        to this driver (after probe, gone before remove)."""
+        return ()
+
     # dd.c: really_probe / device_release_driver
     def attach(self, dev: Device) -> None:
         dev.driver = self                  # a field set: the tracker sees the device change

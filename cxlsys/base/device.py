@@ -226,7 +226,8 @@ class Device:
         if self.show_devtype_file:
             base.append(Attr("devtype", 0o444, _devtype_show))
             base.append(Attr("modalias", 0o444, _modalias_show))
-        return (AttrGroup(base),) + tuple(self.groups)
+        drv = tuple(self.driver.dev_groups(self)) if self.driver is not None else ()
+        return (AttrGroup(base),) + tuple(self.groups) + drv
 
     def group_visible(self, group: AttrGroup) -> bool:
         """A named group's directory exists unless the whole group is hidden (SYSFS_GROUP_INVISIBLE)."""

@@ -122,12 +122,8 @@ class Node(Device):
         return out + "\n"
 
     def meminfo_show(self):
-        mem = self.sys.memory
-        nm = mem.nodes.get(self.id)
-        hot = sum(z.managed for z in nm.zones.values()) if nm else 0
-        total = (self.boot_memory + hot) >> 10
-        used = (self.boot_memory // 5) >> 10
-        rows = [("MemTotal", total), ("MemFree", total - used), ("MemUsed", used)]
+        total, free, used = (v >> 10 for v in node_memory(self.sys, self.id))
+        rows = [("MemTotal", total), ("MemFree", free), ("MemUsed", used)]
         rows += [(k, 0) for k in _MEMINFO_ZERO]
         n = self.id
         out = "".join(f"Node {n} {k + ':':<16}{v:>8} kB\n" for k, v in rows)
@@ -136,6 +132,17 @@ class Node(Device):
 
     def compact_store(self, buf: str):
         return None
+
+
+def node_memory(sys, nid: int) -> tuple:
+    """(total, free, used) bytes of node ``nid``: its boot memory plus the hot-added memory the
+    buddy allocator manages; a fifth of the boot memory counts as used (the kernel's own)."""
+    node = sys.nodes[nid]
+    nm = sys.memory.nodes.get(nid)
+    hot = sum(z.managed for z in nm.zones.values()) if nm else 0
+    used = node.boot_memory // 5
+    total = node.boot_memory + hot
+    return total, total - used, used
 
 
 @attrs.define(eq=False, kw_only=True)

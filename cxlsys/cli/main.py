@@ -12,6 +12,7 @@ import time
 from cxlsys.cli import nsrun
 from cxlsys.cli.show import print_tree
 from cxlsys.errors import KernelError
+from cxlsys.profile import ProfileError, known_specs
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
 from cxlsys.topology import FIXTURES, TopologyError, load_topology
@@ -33,7 +34,7 @@ def _params(items) -> dict:
 def _system(args):
     try:
         return System.boot(args.topology, _params(args.param), kernel=args.kernel)
-    except TopologyError as e:
+    except (TopologyError, ProfileError) as e:
         sys.stderr.write(f"cxlsys: {e}\n")
         raise SystemExit(2)
     except KernelError as e:   # from loading the topology (a bad parameter)
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
         p.add_argument("--param", "-p", action="append",
                        help="module parameter key=value, e.g. interleave_arithmetic=1")
         p.add_argument("--kernel", default=None,
-                       help="kernel behaviour profile: 6.12 (default), 6.11, mainline, 6.12-bi, mainline-bi "
+                       help=f"kernel behaviour profile, {known_specs()}; e.g. 7.3+private-nodes-v5 "
                             "(default: the topology's own)")
 
     p = sub.add_parser("mount", help="mount the model at MOUNTPOINT (a directory)")

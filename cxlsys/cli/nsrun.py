@@ -22,6 +22,7 @@ import tempfile
 import time
 from typing import Any
 
+from cxlsys.sysfs import CXLSYS_DIR
 from fuse_mount.client import request
 
 CLONE_NEWNS = 0x00020000
@@ -92,6 +93,7 @@ def write_shims(d: str) -> str:
 
 
 UMOCKDEV_PRELOAD = "libumockdev-preload.so.0"
+PROC_FILES = ("meminfo", "iomem")
 
 
 def _start_daemon(system, work: str, mnt: str, ctl: str, cache: bool, allow_other: bool) -> int:
@@ -213,10 +215,12 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
             mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
             _populate_dev(hostdev, "/dev")
             mount(mnt, "/sys", None, MS_BIND)
+            for f in PROC_FILES:         # the model's /proc/meminfo and /proc/iomem
+                mount(os.path.join(mnt, CXLSYS_DIR, "proc", f), f"/proc/{f}", None, MS_BIND)
             request(ctl, {"cmd": "devsync", "root": "/dev"})
             return _run_child(cmd, _env(work, ctl))
         finally:
-            for m in ("/sys", "/dev", hostdev, mnt):
+            for m in [f"/proc/{f}" for f in PROC_FILES] + ["/sys", "/dev", hostdev, mnt]:
                 umount(m)
 
 

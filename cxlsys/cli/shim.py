@@ -58,7 +58,10 @@ def journalctl(argv) -> int:
 
 
 def dmesg(argv) -> int:
-    return _ctl({"cmd": "dmesg"})
+    """``dmesg`` prints the log, ``-C``/``--clear`` clears it, ``-c``/``--read-clear`` does both."""
+    clear = any(a in ("-C", "--clear", "-c", "--read-clear") for a in argv)
+    show = not any(a in ("-C", "--clear") for a in argv)
+    return _ctl({"cmd": "dmesg", "clear": clear, "show": show})
 
 
 SHIMS = {"modprobe": modprobe, "udevadm": udevadm, "journalctl": journalctl, "dmesg": dmesg}

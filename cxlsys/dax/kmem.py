@@ -8,9 +8,18 @@ range -> EBUSY while nothing is mapped yet, skipped after) and added with
 add_memory_driver_managed(), which creates the blocks and auto-onlines them per
 ``auto_online_blocks``.
 
-remove (unbind, never fails): each range is removed; a range with an online block
-cannot be: it stays, with its blocks and its iomem claim, "until the next reboot"
+remove (unbind, never fails): each range that still holds its reservation is removed with
+remove_memory() (which never offlines; the driver does not trust its own state); a range with an
+online block cannot be: it stays, with its blocks and its iomem claim, "until the next reboot"
 (``MemoryHotplug.leaked``), and later probes of it fail with EBUSY.
+
+v7.3 (profile ``kmem_state``): the whole-device ``daxX.Y/state`` attribute, a group of the kmem
+driver's (``dev_groups``: present only while bound).  It reads the online type the probe used
+(``auto_online_blocks`` then) or the last one written, or ``unplugged``; writes follow
+``state_store()`` (kernel-now.md §1.3): an unknown word or ``offline`` is EINVAL, the same state is
+a no-op, ``unplugged`` offlines and removes every range at once (``offline_and_remove_memory_ranges``,
+all or nothing), an online type is EBUSY unless ``unplugged``, and from ``unplugged`` it re-reserves
+each range and hot-adds it with that online type (a later range failing is skipped: partial success).
 """
 
 from __future__ import annotations
@@ -20,18 +29,32 @@ from typing import Optional
 
 import attrs
 
-from cxlsys.base.device import Device
+from cxlsys.base.device import Attr, AttrGroup, Device
 from cxlsys.dax.bus import DaxDriver, DevDax
 from cxlsys.errors import KernelError
 from cxlsys.kernel.resource import Resource
-from cxlsys.mm.memory_hotplug import PAGE_SIZE, MemoryGroup
+from cxlsys.kstrto import strip_newline
+from cxlsys.mm.memory_hotplug import MMOP_OFFLINE, ONLINE_TYPES, PAGE_SIZE, MemoryGroup
 from cxlsys.mm.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
+
+DAX_KMEM_UNPLUGGED = "unplugged"     # drivers/dax/bus.h: (-1), "Do not create memory blocks"
+
+
+@attrs.define(eq=False)
+class KmemRange:
+    """One dev_dax range as kmem sees it: the block-aligned part and its reservation (``daxX.Y`` in
+    /proc/iomem) while kmem holds one."""
+
+    start: int
+    size: int
+    res: Optional[Resource] = None
 
 
 @attrs.define
 class KmemData:
     group: MemoryGroup
-    ranges: list          # per dev_dax range: (start, size, iomem claim) or None (skipped / not mapped)
+    ranges: list                  # per dev_dax range: KmemRange, or None (nothing left after alignment)
+    state: str = MMOP_OFFLINE     # the online type last applied, or DAX_KMEM_UNPLUGGED
 
 
 def dax_kmem_ranges(dd: DevDax, bs: int) -> list:
@@ -44,6 +67,108 @@ def dax_kmem_ranges(dd: DevDax, bs: int) -> list:
     return out
 
 
+def _data(dd: Device) -> KmemData:
+    assert isinstance(dd, DevDax) and dd.kmem_state is not None    # the group exists only while bound
+    return dd.kmem_state
+
+
+def state_show(dd: Device) -> str:
+    return f"{_data(dd).state}\n"
+
+
+def state_store(dd: Device, buf: str) -> None:
+    assert isinstance(dd, DevDax)
+    data = _data(dd)
+    want = strip_newline(buf)
+    if want != DAX_KMEM_UNPLUGGED and want not in ONLINE_TYPES:       # mhp_online_type_from_str()
+        raise KernelError(errno.EINVAL, f"{dd.name}: state: {want!r} is not unplugged, online, online_kernel "
+                                        "or online_movable")
+    if want == MMOP_OFFLINE:
+        raise KernelError(errno.EINVAL, f"{dd.name}: state: offline can be reported, not written")
+    if want == data.state:
+        return
+    if want == DAX_KMEM_UNPLUGGED:
+        dax_kmem_do_hotremove(dd, data)
+        data.state = DAX_KMEM_UNPLUGGED
+        return
+    if data.state != DAX_KMEM_UNPLUGGED:
+        raise KernelError(errno.EBUSY, f"{dd.name}: state: {data.state}; onlining is only possible from unplugged")
+    dax_kmem_init_resources(dd, data)
+    dax_kmem_do_hotplug(dd, data, want)
+    data.state = want
+
+
+KMEM_GROUP = AttrGroup([Attr("state", 0o644, state_show, state_store)])
+
+
+def dax_kmem_init_resources(dd: DevDax, data: KmemData) -> None:
+    """request_mem_region() again for every aligned range without a reservation: EBUSY if the first
+    one conflicts, later conflicts are logged and skipped."""
+    mem = dd.sys.memory
+    first = True
+    for i, r in enumerate(data.ranges):
+        if r is None:
+            continue
+        if r.res is None:
+            try:
+                r.res = mem.iomem.request_region(r.start, r.size, dd.name)
+            except KernelError:
+                dd.sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} could not "
+                                "reserve region", "warn")
+                if first:
+                    raise KernelError(errno.EBUSY, f"{dd.name}: mapping{i}: could not reserve region")
+        first = False
+
+
+def dax_kmem_cleanup_resources(dd: DevDax, data: KmemData) -> None:
+    mem = dd.sys.memory
+    for r in data.ranges:
+        if r is not None and r.res is not None:
+            mem.iomem.release_region(r.res)
+            r.res = None
+
+
+def dax_kmem_do_hotplug(dd: DevDax, data: KmemData, online_type: str) -> None:
+    """__add_memory_driver_managed(..., online_type) for each reserved range; a failure after one
+    range succeeded only drops that range (a partial add succeeds)."""
+    mem = dd.sys.memory
+    added = 0
+    for i, r in enumerate(data.ranges):
+        if r is None or r.res is None:
+            continue
+        try:
+            mem.add_memory(r.start, r.size, dd.target_node, dd, dd.memmap_on_memory, data.group,
+                           online_type=online_type)
+        except KernelError as e:
+            dd.sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} memory add "
+                            f"failed", "warn")
+            if not added:
+                dax_kmem_cleanup_resources(dd, data)
+                raise e
+            mem.iomem.release_region(r.res)
+            r.res = None
+            continue
+        added += 1
+
+
+def dax_kmem_do_hotremove(dd: DevDax, data: KmemData) -> None:
+    """One offline_and_remove_memory_ranges() over every reserved range, then release them."""
+    mem = dd.sys.memory
+    ranges = [r for r in data.ranges if r is not None and r.res is not None]
+    if not ranges:
+        return
+    try:
+        mem.offline_and_remove_memory_ranges([(r.start, r.size) for r in ranges])
+    except KernelError as e:
+        dd.sys.klog.log(f"kmem {dd.name}: hotremove failed, device left online: -{errno.errorcode.get(e.errno)}",
+                        "err")
+        raise
+    for r in ranges:
+        assert r.res is not None
+        mem.iomem.release_region(r.res)
+        r.res = None
+
+
 @attrs.define(eq=False, kw_only=True)
 class KmemDriver(DaxDriver):
     name: str = "kmem"
@@ -51,17 +176,21 @@ class KmemDriver(DaxDriver):
     kmem_type: bool = True
     adistance: int = MEMTIER_DEFAULT_DAX_ADISTANCE
 
+    def dev_groups(self, dev: Device) -> tuple:
+        """dev_dax_kmem_groups: ``state`` from v7.3 on."""
+        return (KMEM_GROUP,) if dev.sys.profile.kmem_state else ()
+
     def dax_probe(self, dd: DevDax) -> None:
         sys = dd.sys
         mem = sys.memory
         nid = dd.target_node
         if nid < 0:
             raise KernelError(errno.EINVAL, f"{dd.name}: rejecting DAX region with invalid node: {nid}")
-        ranges = dax_kmem_ranges(dd, mem.policy.block_size)
-        for i, (r, (start, size, _)) in enumerate(zip(ranges, dd.ranges)):
+        aligned = dax_kmem_ranges(dd, mem.policy.block_size)
+        for i, (r, (start, size, _)) in enumerate(zip(aligned, dd.ranges)):
             if r is None:
                 sys.klog.dev_info(dd, f"mapping{i}: {start:#x}-{start + size - 1:#x} too small after alignment")
-        total = sum(r[1] for r in ranges if r)
+        total = sum(r[1] for r in aligned if r)
         if not total:
             raise KernelError(errno.EINVAL, f"{dd.name}: rejecting DAX region without any memory after alignment")
         if nid not in sys.nodes:
@@ -70,64 +199,78 @@ class KmemDriver(DaxDriver):
         assert tiers is not None           # memory_tier_init() ran at boot, once the nodes existed
         tiers.init_node_memory_type(nid, self.adistance)
         group = mem.register_static_group(nid, total // PAGE_SIZE)
-        done: list[Optional[tuple[int, int, Resource]]] = [None] * len(ranges)
+        online_type = mem.policy.auto_online_blocks          # mhp_get_default_online_type(), read once
+        data = KmemData(group, [KmemRange(*r) if r else None for r in aligned], state=online_type)
         mapped = 0
         try:
-            for i, r in enumerate(ranges):
+            for i, r in enumerate(data.ranges):
                 if r is None:
                     continue
-                s, n = r
                 try:
-                    claim = mem.iomem.request_region(s, n, dd.name)
+                    r.res = mem.iomem.request_region(r.start, r.size, dd.name)
                 except KernelError:
-                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve region", "warn")
+                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} could not "
+                                 "reserve region", "warn")
                     if mapped:
                         continue
-                    raise KernelError(errno.EBUSY,
-                                      f"{dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} could not reserve region")
+                    raise KernelError(errno.EBUSY, f"{dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} "
+                                                   "could not reserve region")
                 try:
-                    mem.add_memory(s, n, nid, dd, dd.memmap_on_memory, group)
+                    mem.add_memory(r.start, r.size, nid, dd, dd.memmap_on_memory, group, online_type=online_type)
                 except KernelError as e:
-                    mem.iomem.release_region(claim)
-                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} memory add failed", "warn")
+                    mem.iomem.release_region(r.res)
+                    r.res = None
+                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} memory add "
+                                 "failed", "warn")
                     if mapped:
                         continue
                     raise e
-                done[i] = (s, n, claim)
                 mapped += 1
         except KernelError:
+            dax_kmem_cleanup_resources(dd, data)
             mem.unregister_group(group)
             tiers.clear_node_memory_type(nid)
             raise
-        dd.kmem_state = KmemData(group, done)
+        dd.kmem_state = data
 
     def remove(self, dd: Device) -> None:
+        """dax_kmem_remove_ranges(): remove_memory() on every range still reserved, whatever the
+        state says; a range with an online block leaks until "reboot"."""
         assert isinstance(dd, DevDax)      # match() accepts dev_dax devices only
         sys = dd.sys
         mem = sys.memory
         data = dd.kmem_state
         if data is None:
             return
-        success = 0
+        stuck = False
+        removed = 0
         for i, r in enumerate(data.ranges):
-            if r is None:
+            if r is None or r.res is None:
                 continue
-            s, n, claim = r
             try:
-                mem.remove_memory(s, n)
+                mem.remove_memory(r.start, r.size)
             except KernelError as e:
                 sys.klog.log(e.reason, "warn")
-                sys.klog.log(f"kmem {dd.name}: mapping{i}: {s:#x}-{s + n - 1:#x} cannot be hotremoved until "
-                             "the next reboot", "err")
-                mem.leaked.append((s, n, dd.name))
+                end = r.start + r.size - 1
+                if sys.profile.kmem_state:
+                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{end:#x} stuck online until reboot", "err")
+                else:
+                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{end:#x} cannot be hotremoved until "
+                                 "the next reboot", "err")
+                mem.leaked.append((r.start, r.size, dd.name))
                 for b in mem.blocks.values():
-                    if b.owner is dd and s <= b.start < s + n:
+                    if b.owner is dd and r.start <= b.start < r.start + r.size:
                         b.owner = None
+                stuck = True
                 continue
-            mem.iomem.release_region(claim)
-            data.ranges[i] = None
-            success += 1
-        if success >= len(dd.ranges):
+            mem.iomem.release_region(r.res)
+            r.res = None
+            removed += 1
+        if stuck and sys.profile.kmem_state:
+            sys.klog.log(f"kmem {dd.name}: Hotplug regions stuck online until reboot", "err")
+        # v7.3: the group goes once nothing is stuck; before, once every range (aligned or not) was
+        # removed in this call ("success >= dev_dax->nr_range")
+        if (not stuck) if sys.profile.kmem_state else removed >= len(dd.ranges):
             mem.unregister_group(data.group)
             assert mem.tiers is not None   # as in dax_probe()
             mem.tiers.clear_node_memory_type(dd.target_node)

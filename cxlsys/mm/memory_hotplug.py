@@ -37,6 +37,7 @@ from cxlsys.base.memory import (
     MMOP_OFFLINE,
     MMOP_ONLINE_KERNEL,
     MMOP_ONLINE_MOVABLE,
+    ONLINE_TYPES,
     MemoryBlock,
     MemoryRoot,
     memory_dev_init,
@@ -187,6 +188,7 @@ class MemoryHotplug:
     groups: dict = attrs.field(factory=dict)        # mgid -> MemoryGroup
     iomem: IomemResource = attrs.field(factory=IomemResource)   # kernel/resource.c's iomem_resource
     leaked: list = attrs.field(factory=list)        # (start, size, name): not removable until "reboot"
+    signal_pending: bool = False                    # debugfs knob: offlining meets a pending signal
     params: Module | None = attrs.field(default=None, repr=False)
     tiers: MemoryTiers | None = attrs.field(default=None, repr=False)   # once the nodes exist
 
@@ -327,6 +329,8 @@ class MemoryHotplug:
     def offline_block(self, blk: MemoryBlock) -> None:
         if blk.zone is None:
             raise KernelError(errno.EINVAL, f"{blk.name}: offline: the block spans more than one zone")
+        if self.signal_pending:            # offline_pages(): any pending signal backs off
+            raise KernelError(errno.EINTR, f"{blk.name}: offline interrupted: signal pending")
         if blk.unmovable or (self.policy.kernel_zone_unmovable and blk.zone != MOVABLE):
             raise KernelError(errno.EBUSY, f"{blk.name}: offline failed: failure to isolate range "
                                            f"(unmovable pages in ZONE_{blk.zone.upper()})")
@@ -378,8 +382,13 @@ class MemoryHotplug:
         def leaked_show() -> str:
             return "".join(f"{a:#x}-{a + n - 1:#x} {name}\n" for a, n, name in self.leaked)
 
+        def signal_store(buf: str) -> None:
+            self.signal_pending = kstrtobool(buf)
+
         return {
             "leaked": VFile(0o444, leaked_show),
+            # Y: the offlining task has a signal pending (offline_pages() fails with EINTR)
+            "signal_pending": VFile(0o644, lambda: "Y\n" if self.signal_pending else "N\n", signal_store),
             "unmovable": VFile(0o644, lambda: nodelist(i for i, b in self.blocks.items() if b.unmovable) + "\n",
                                unmovable_store),
             "kernel_zone_unmovable": VFile(0o644, lambda: "Y\n" if self.policy.kernel_zone_unmovable else "N\n",
@@ -401,7 +410,12 @@ class MemoryHotplug:
 
     # ----- add/remove (add_memory_driver_managed / remove_memory) ------------------------
     def add_memory(self, start: int, size: int, nid: int, owner=None, memmap_on_memory: bool = False,
-                   group: MemoryGroup | None = None) -> list:
+                   group: MemoryGroup | None = None, online_type: str | None = None) -> list:
+        """add_memory_driver_managed(); with ``online_type`` v7.3's __add_memory_driver_managed(...,
+        online_type) (None: the default, ``auto_online_blocks``).  Blocks that fail to online are
+        left offline: the add still succeeds (walk_memory_blocks() ignores online_memory_block())."""
+        if online_type is not None and online_type not in ONLINE_TYPES:
+            raise KernelError(errno.EINVAL, f"add_memory: online type {online_type!r} out of range")
         bs = self.policy.block_size
         if not size or start % bs or size % bs:
             raise KernelError(errno.EINVAL, f"add_memory: {start:#x}+{size:#x} not block aligned")
@@ -426,7 +440,7 @@ class MemoryHotplug:
                 group.blocks += 1
             device_add(b)
             out.append(b)
-        auto = self.policy.auto_online_blocks
+        auto = online_type if online_type is not None else self.policy.auto_online_blocks
         if auto != MMOP_OFFLINE:
             for b in out:
                 try:
@@ -454,6 +468,31 @@ class MemoryHotplug:
             device_del(b)
         for nid in nids:
             self.try_offline_node(nid)
+
+    def offline_and_remove_memory_ranges(self, ranges: list) -> None:
+        """v7.3 mm/memory_hotplug.c: offline every block of every (start, size) range under one
+        hotplug lock, then remove them all.  A block already offline counts as done; if one fails
+        to offline, every block offlined here is onlined back into the zone type it was in
+        (movable or kernel) and the error is returned, nothing removed."""
+        bs = self.policy.block_size
+        if not ranges or any(n == 0 or s % bs or n % bs for s, n in ranges):
+            raise KernelError(errno.EINVAL, "offline_and_remove_memory_ranges: empty or unaligned range")
+        done: list = []
+        try:
+            for s, n in ranges:
+                for i in range(s // bs, (s + n) // bs):
+                    b = self.blocks.get(i)
+                    if b is None or not b.online:
+                        continue
+                    typ = MMOP_ONLINE_MOVABLE if b.zone == MOVABLE else MMOP_ONLINE_KERNEL
+                    self.offline_block(b)
+                    done.append((b, typ))
+        except KernelError:
+            for b, typ in reversed(done):
+                self.online_block(b, typ)
+            raise
+        for s, n in ranges:
+            self.remove_memory(s, n)
 
     def try_offline_node(self, nid: int) -> None:
         node = self.sys.nodes.get(nid)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attrs
 
-from cxlsys.profile import PROFILES
+from cxlsys.profile import ProfileError, resolve
 from cxlsys.topology.devices import (
     HostBridgeCfg,
     MemdevCfg,
@@ -76,8 +76,10 @@ def parse_top(r: _Reader, data: Any) -> tuple[Topology, dict[str, Any]]:
         r.err("topology.name", "must not be empty")
     t = Topology(name=top["name"], source=r.src, description=top.get("description", ""))
     if "kernel" in top:
-        if top["kernel"] not in PROFILES:
-            r.err("kernel", f"{top['kernel']!r} is not a kernel profile ({', '.join(PROFILES)})")
+        try:
+            resolve(top["kernel"])
+        except ProfileError as e:
+            r.err("kernel", str(e))
         t.kernel = top["kernel"]
     return t, top
 
