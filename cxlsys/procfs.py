@@ -93,7 +93,7 @@ def iomem_resources(sys: "System") -> list:
     bs = mem.policy.block_size
     for claim in mem.iomem.busy:
         if any(i in mem.blocks for i in range(claim.start // bs, (claim.end + 1) // bs)):
-            flat.append(_Res(claim.start, claim.end, "System RAM (kmem)"))
+            flat.append(_Res(claim.start, claim.end, claim.child))
     root = _Res(0, (1 << 64) - 1, "iomem")
     # parents first: by start, then the larger (outer) first; equal ranges keep their order above
     for r in sorted(flat, key=lambda r: (r.start, -r.end)):

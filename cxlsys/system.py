@@ -27,6 +27,7 @@ from cxlsys.cxl.mem import CxlMemDriver
 from cxlsys.cxl.pci import CxlPciDriver
 from cxlsys.cxl.port import CxlPortDriver
 from cxlsys.cxl_test import CxlMockMemDriver
+from cxlsys.dax.anon import AnonDaxDriver
 from cxlsys.dax.bus import DaxBus, DaxDriver
 from cxlsys.dax.cxl import CxlDaxRegionDriver
 from cxlsys.dax.kmem import KmemDriver
@@ -35,6 +36,7 @@ from cxlsys.ida import IDA
 from cxlsys.klog import KernelLog
 from cxlsys.machine import Machine
 from cxlsys.mm.memory_hotplug import MemoryHotplug, MemoryPolicy
+from cxlsys.mm.mempolicy import Mm
 from cxlsys.profile import DEFAULT, KernelProfile, resolve
 from cxlsys.topology import NodeCfg, Topology, load_topology
 
@@ -48,6 +50,7 @@ class System:
     lock: threading.RLock = attrs.field(factory=threading.RLock, repr=False)
     klog: KernelLog = attrs.field(factory=KernelLog, repr=False)
     changes: ChangeTracker = attrs.field(factory=ChangeTracker, repr=False)   # what the projection must re-read
+    _mm: Optional[Mm] = attrs.field(default=None, init=False, repr=False)
     top_devices: dict = attrs.field(factory=dict, repr=False)
     buses: dict = attrs.field(factory=dict, repr=False)
     nodes: dict = attrs.field(factory=dict, repr=False)
@@ -106,6 +109,8 @@ class System:
         self.buses["pci"].register_driver(CxlPciDriver())
         self.dax_bus.register_driver(DaxDriver(name="device_dax", module="device_dax"))
         self.dax_bus.register_driver(KmemDriver())
+        if self.profile.private_nodes is not None and self.profile.private_nodes.version == 5:
+            self.dax_bus.register_driver(AnonDaxDriver())      # the v5 line's drivers/dax/anon.c
         for m in BUILTIN_MODULES:
             self.modules.setdefault(m, Module(m))
 
@@ -182,6 +187,13 @@ class System:
         self.load(params)
 
     # ------------------------------------------------------------------ helpers for the model
+    @property
+    def mm(self) -> Mm:
+        """The allocation oracle and the task's memory policy (cxlsys.mm.mempolicy)."""
+        if self._mm is None:
+            self._mm = Mm(self)
+        return self._mm
+
     def all_devices(self):
         """Every registered device, parents before children."""
         stack = list(reversed(self.top_devices.values()))

@@ -12,6 +12,7 @@ import attrs
 
 from cxlsys.base.bus import Bus
 from cxlsys.base.device import RO, WO, AttrGroup, Device, device_add
+from cxlsys.mm.node_private import NP_OPS_MEMPOLICY, V4_HAS_MEMORY_INCLUDES_MEMPOLICY
 
 
 def nodelist(ids) -> str:
@@ -44,7 +45,16 @@ class SubsysRoot(Device):
 @attrs.define(eq=False, kw_only=True)
 class NodeRoot(SubsysRoot):
     groups = (AttrGroup([RO("possible"), RO("online"), RO("has_normal_memory"), RO("has_memory"),
-                         RO("has_cpu"), RO("has_generic_initiator")]),)
+                         RO("has_cpu"), RO("has_generic_initiator"), RO("has_private_memory")],
+                        is_visible="node_state_visible"),)
+
+    def node_state_visible(self, attr) -> int:
+        if attr.name == "has_private_memory":          # the private-nodes proposals (v4 and v5)
+            return attr.mode if self.sys.profile.private_nodes is not None else 0
+        return attr.mode
+
+    def has_private_memory_show(self):
+        return self._mask(lambda n: self.sys.memory.private.has_private_memory(n.id))
 
     def _mask(self, pred) -> str:
         return nodelist(n.id for n in self.sys.nodes.values() if pred(n)) + "\n"
@@ -59,7 +69,13 @@ class NodeRoot(SubsysRoot):
         return self._mask(lambda n: self.sys.memory.node_has_normal(n.id))
 
     def has_memory_show(self):
-        return self._mask(lambda n: self.sys.memory.node_has_memory(n.id))
+        mem = self.sys.memory
+        pn = self.sys.profile.private_nodes
+        if pn is not None and pn.version == 4 and V4_HAS_MEMORY_INCLUDES_MEMPOLICY:
+            # v4: numactl keeps working: private nodes that opted into mempolicy count as memory
+            return self._mask(lambda n: mem.node_has_memory(n.id) or (
+                mem.private.has_private_memory(n.id) and mem.private.allows(n.id, op=NP_OPS_MEMPOLICY)))
+        return self._mask(lambda n: mem.node_has_memory(n.id))
 
     def has_cpu_show(self):
         return self._mask(lambda n: bool(n.cpus))

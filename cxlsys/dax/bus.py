@@ -38,9 +38,6 @@ from cxlsys.base.device import ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device, de
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtoull, strip_newline, sysfs_streq
 
-if TYPE_CHECKING:  # pragma: no cover - kmem.py sits above this file
-    from cxlsys.dax.kmem import KmemData
-
 DAX_MAJOR = 254
 PAGE_SIZE = 4096
 SZ_2M = 2 << 20
@@ -192,7 +189,7 @@ class DevDax(Device):
     align: int = SZ_2M
     memmap_on_memory: bool = True
     target_node: int = 0
-    kmem_state: Optional[KmemData] = attrs.field(default=None, repr=False)   # set by kmem while bound
+    drvdata: object = attrs.field(default=None, repr=False)   # dev_get_drvdata(): the bound driver's (kmem, anondax)
     iomem: list = attrs.field(factory=list, repr=False)          # device_dax's reservations
 
     groups = (AttrGroup([RO("modalias"), RW("size"), WO("mapping"), RO("target_node"), RW("align"),

@@ -68,8 +68,8 @@ def dax_kmem_ranges(dd: DevDax, bs: int) -> list:
 
 
 def _data(dd: Device) -> KmemData:
-    assert isinstance(dd, DevDax) and dd.kmem_state is not None    # the group exists only while bound
-    return dd.kmem_state
+    assert isinstance(dd, DevDax) and isinstance(dd.drvdata, KmemData)   # the group exists only while bound
+    return dd.drvdata
 
 
 def state_show(dd: Device) -> str:
@@ -231,7 +231,7 @@ class KmemDriver(DaxDriver):
             mem.unregister_group(group)
             tiers.clear_node_memory_type(nid)
             raise
-        dd.kmem_state = data
+        dd.drvdata = data
 
     def remove(self, dd: Device) -> None:
         """dax_kmem_remove_ranges(): remove_memory() on every range still reserved, whatever the
@@ -239,8 +239,8 @@ class KmemDriver(DaxDriver):
         assert isinstance(dd, DevDax)      # match() accepts dev_dax devices only
         sys = dd.sys
         mem = sys.memory
-        data = dd.kmem_state
-        if data is None:
+        data = dd.drvdata
+        if not isinstance(data, KmemData):
             return
         stuck = False
         removed = 0
@@ -274,4 +274,4 @@ class KmemDriver(DaxDriver):
             mem.unregister_group(data.group)
             assert mem.tiers is not None   # as in dax_probe()
             mem.tiers.clear_node_memory_type(dd.target_node)
-        dd.kmem_state = None
+        dd.drvdata = None

@@ -22,6 +22,7 @@ class Resource:
     start: int
     end: int
     name: str
+    child: str = "System RAM (kmem)"     # the busy System RAM resource hot-add puts below it
 
 
 @attrs.define(eq=False)

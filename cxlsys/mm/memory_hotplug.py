@@ -49,6 +49,7 @@ from cxlsys.errors import KernelError
 from cxlsys.kernel.resource import IomemResource
 from cxlsys.kstrto import kstrtobool, kstrtouint, strip_newline
 from cxlsys.mm.memory_tiers import MemoryTiers
+from cxlsys.mm.node_private import NodePrivateCore
 
 if TYPE_CHECKING:  # pragma: no cover - the System owns the hotplug core (system.py imports this file)
     from cxlsys.system import System
@@ -189,6 +190,10 @@ class MemoryHotplug:
     iomem: IomemResource = attrs.field(factory=IomemResource)   # kernel/resource.c's iomem_resource
     leaked: list = attrs.field(factory=list)        # (start, size, name): not removable until "reboot"
     signal_pending: bool = False                    # debugfs knob: offlining meets a pending signal
+    private: NodePrivateCore = attrs.field(init=False, repr=False)   # private memory nodes (proposals)
+
+    def __attrs_post_init__(self) -> None:
+        self.private = NodePrivateCore(self.sys)
     params: Module | None = attrs.field(default=None, repr=False)
     tiers: MemoryTiers | None = attrs.field(default=None, repr=False)   # once the nodes exist
 
@@ -237,13 +242,17 @@ class MemoryHotplug:
         nm = self.nodes.get(nid)
         return sum(z.managed for z in nm.zones.values()) if nm else 0
 
-    def node_has_memory(self, nid: int) -> bool:
+    def node_has_online_memory(self, nid: int) -> bool:
+        """Any populated zone: N_MEMORY, or N_MEMORY_PRIVATE on a node registered as private."""
         nm = self.nodes.get(nid)
         return bool(nm and nm.has_memory())
 
-    def node_has_normal(self, nid: int) -> bool:
+    def node_has_memory(self, nid: int) -> bool:           # N_MEMORY
+        return self.node_has_online_memory(nid) and not self.private.is_private(nid)
+
+    def node_has_normal(self, nid: int) -> bool:           # N_NORMAL_MEMORY
         nm = self.nodes.get(nid)
-        return bool(nm and nm.has_normal_memory())
+        return bool(nm and nm.has_normal_memory()) and not self.private.is_private(nid)
 
     def range_has_system_ram(self, start: int, size: int) -> bool:
         """Any hot-added block (online or not: its "System RAM (kmem)" resource) in the range."""
@@ -310,6 +319,7 @@ class MemoryHotplug:
         zone = self.zone_for_online(blk, online_type)
         nm = self.node(blk.nid)
         had_memory = nm.has_memory()
+        private = self.private.is_private(blk.nid)
         bs = self.policy.block_size
         zs = nm.zones[zone]
         bisect.insort(zs.online, blk.phys_index)
@@ -323,8 +333,10 @@ class MemoryHotplug:
         blk.zone = zone
         blk.online = True
         if not had_memory:
-            self.sys.klog.log(f"node {blk.nid} gained memory ({blk.name} onlined to {zone})", "debug")
-            self.tiers_node_changed(blk.nid, True)
+            kind = "private memory (N_MEMORY_PRIVATE)" if private else "memory"
+            self.sys.klog.log(f"node {blk.nid} gained {kind} ({blk.name} onlined to {zone})", "debug")
+            if not private:
+                self.tiers_node_changed(blk.nid, True)
 
     def offline_block(self, blk: MemoryBlock) -> None:
         if blk.zone is None:
@@ -350,7 +362,8 @@ class MemoryHotplug:
         blk.zone = None
         if not nm.has_memory():
             self.sys.klog.log(f"node {blk.nid} has no online memory left", "debug")
-            self.tiers_node_changed(blk.nid, False)
+            if not self.private.is_private(blk.nid):
+                self.tiers_node_changed(blk.nid, False)
 
     def tiers_node_changed(self, nid: int, has_memory: bool) -> None:
         if self.tiers is not None:
