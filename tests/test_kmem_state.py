@@ -5,6 +5,7 @@ not trust the state, and the checks of the kernel's own selftest (dax-kmem-hotpl
 in-process and through ``cxlsys run``."""
 
 import errno
+from pathlib import Path
 
 import pytest
 
@@ -172,41 +173,14 @@ def test_proc_files():
     assert ".cxlsys" not in fs.listdir("")                 # not a sysfs name: never listed
 
 
-# The kernel selftest's checks as our own shell script (the selftest itself stays out of this
-# repository: tools/kselftest-dax.sh runs it from a kernel tree).
-SELFTEST_LIKE = r'''
-set -e
-echo 1 > $d/$r/commit
-echo $r > /sys/bus/cxl/drivers/cxl_region/bind
-dev=dax${r#region}.0
-hp=/sys/bus/dax/devices/$dev/state
-mt() { awk '/^MemTotal:/ {print $2}' /proc/meminfo; }
-echo unplugged > $hp; base=$(mt)
-echo online_movable > $hp; on=$(mt); echo "online $(cat $hp) $((on > base))"
-echo online_movable > $hp
-if echo online_kernel > $hp 2>/dev/null; then echo "kernel accepted"; else echo "kernel refused $(cat $hp)"; fi
-echo unplugged > $hp; echo "unplugged $(cat $hp) $(( $(mt) == base ))"
-if echo bogus_state > $hp 2>/dev/null; then echo "bogus accepted"; else echo "bogus refused"; fi
-echo online_movable > $hp
-bs=$(cat /sys/devices/system/memory/block_size_bytes)
-r0=$(grep -E " : $dev\$" /proc/iomem | head -1); r0=${r0%% :*}; r0=${r0// /}
-blk=memory$(( 0x${r0%-*} / 0x$bs ))
-echo offline > /sys/devices/system/memory/$blk/state
-echo unplugged > $hp; echo "desync $(cat $hp) $(( $(mt) <= base ))"
-echo $dev > /sys/bus/dax/drivers/kmem/unbind
-echo offline > /sys/devices/system/memory/auto_online_blocks
-echo $dev > /sys/bus/dax/drivers/kmem/bind
-echo "bound $(cat $hp)"
-echo unplugged > $hp; echo online_movable > $hp; mt_on=$(mt)
-dmesg -C
-echo $dev > /sys/bus/dax/drivers/kmem/unbind
-echo "leak $(( $(mt) >= mt_on )) $(grep -c 'stuck online' <(dmesg)) $(grep -cE " : $dev\$" /proc/iomem)"
-'''
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.mark.mount
 def test_state_through_cxlsys_run():
-    from cxlsys.testing import RAM_REGION_SETUP
-    out = cxlsys_run(RAM_REGION_SETUP + SELFTEST_LIKE, kernel="7.3").stdout.splitlines()
+    """examples/kmem-state.sh: the kernel selftest's checks as our own script (the selftest itself
+    stays out of this repository: tools/kselftest-dax.sh runs it from a kernel tree)."""
+    script = (EXAMPLES / "kmem-state.sh").read_text()
+    out = cxlsys_run(script, kernel="7.3").stdout.splitlines()
     assert out == ["online online_movable 1", "kernel refused online_movable", "unplugged unplugged 1",
                    "bogus refused", "desync unplugged 1", "bound offline", "leak 1 2 1"]
