@@ -24,6 +24,7 @@ from cxlsys.cxl.core.pmem import pmem_drivers
 from cxlsys.cxl.core.port import CxlBus
 from cxlsys.cxl.core.region import CxlRegionDriver
 from cxlsys.cxl.mem import CxlMemDriver
+from cxlsys.cxl.mempolicy import CxlMempolicyDriver
 from cxlsys.cxl.pci import CxlPciDriver
 from cxlsys.cxl.port import CxlPortDriver
 from cxlsys.cxl_test import CxlMockMemDriver
@@ -107,13 +108,11 @@ class System:
         self.buses["platform"].register_driver(CxlAcpiDriver())
         self.buses["platform"].register_driver(CxlMockMemDriver())
         self.buses["pci"].register_driver(CxlPciDriver())
-        # --- private memory nodes v4 (proposal): the cxl_mempolicy sample driver, after cxl_pci and
-        # bound only by an explicit bind (cxlsys/cxl/mempolicy.py) ---
+        # private memory nodes v4 (proposal): the cxl_mempolicy sample driver, after cxl_pci, bound
+        # only by an explicit bind (cxlsys/cxl/mempolicy.py)
         if self.profile.private_nodes is not None and self.profile.private_nodes.version == 4:
-            from cxlsys.cxl.mempolicy import CxlMempolicyDriver
             self.buses["pci"].register_driver(CxlMempolicyDriver())
             self.modules.setdefault("cxl_mempolicy", Module("cxl_mempolicy"))
-        # --- end private memory nodes v4 ---
         self.dax_bus.register_driver(DaxDriver(name="device_dax", module="device_dax"))
         self.dax_bus.register_driver(KmemDriver())
         if self.profile.private_nodes is not None and self.profile.private_nodes.version == 5:
