@@ -2,6 +2,12 @@
 
 One JSON object per connection each way: ``{"cmd": "modprobe", "args": [...]}`` ->
 ``{"rc": 0, "out": "...", "err": "..."}``; the client is :func:`fuse_mount.client.request`.
+
+``{"cmd": "mm", "fn": "alloc_candidates"|"set_mempolicy", "args": [...], "kwargs": {...}}`` calls the
+allocation oracle (``system.mm``, :func:`cxlsys.kernel_api.mm_call`): ``{"rc": 0, "out": <the result
+as JSON>}``, or ``rc`` 1 with ``"errno"`` (and ``"reason"``) for a kernel refusal, ``"exception"``
+(``ValueError``/``TypeError``) and ``"message"`` for bad arguments; :func:`cxlsys.kernel_api.mm_raise`
+turns a reply back into the result or the exception.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import threading
 import time
 
 from cxlsys.errors import KernelError
+from cxlsys.kernel_api import MM_FUNCTIONS, mm_call
 from cxlsys.sysfs import Sysfs
 from cxlsys.treedump import SKIP, dump_model
 
@@ -95,6 +102,18 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
             lines = dump_model(Sysfs(system), req.get("roots") or ["/sys/bus", "/sys/devices"],
                                skip=None if req.get("all") else SKIP)
         return {"rc": 0, "out": "".join(x + "\n" for x in lines), "err": ""}
+    if cmd == "mm":
+        fn = req.get("fn")
+        if fn not in MM_FUNCTIONS:
+            return {"rc": 2, "out": None, "err": f"cxlsys: mm: unknown function {fn!r}\n"}
+        try:
+            return {"rc": 0, "out": mm_call(system, fn, args, req.get("kwargs") or {}), "err": ""}
+        except KernelError as e:
+            return {"rc": 1, "out": None, "errno": e.errno, "reason": e.reason,
+                    "err": f"cxlsys: mm: {fn}: {os.strerror(e.errno)} ({e.reason})\n"}
+        except (ValueError, TypeError) as e:
+            return {"rc": 1, "out": None, "exception": type(e).__name__, "message": str(e),
+                    "err": f"cxlsys: mm: {fn}: {type(e).__name__}: {e}\n"}
     if cmd == "ping":
         return {"rc": 0, "out": "pong\n", "err": ""}
     return {"rc": 2, "out": "", "err": f"cxlsys: unknown control command {cmd!r}\n"}
