@@ -49,7 +49,7 @@ __all__ = ["CxlKernel", "InProcessKernel", "MountedKernel", "MM_FUNCTIONS", "mm_
 Data = bytes | str
 
 #: The oracle's functions a client may call (:class:`cxlsys.mm.mempolicy.Mm`).
-MM_FUNCTIONS = ("alloc_candidates", "set_mempolicy")
+MM_FUNCTIONS = ("alloc_candidates", "set_mempolicy", "node_allows")
 
 #: Exceptions of the oracle that reach the caller as they are (bad arguments): by name over the socket.
 _PASSED = {"ValueError": ValueError, "TypeError": TypeError}
@@ -127,6 +127,11 @@ class _Mm:
         ``"interleave:0-1"``, ``"preferred:1"``; ``OSError(EINVAL)`` where the kernel refuses.  Returns the
         effective policy as a dict (``{"mode": "bind", "nodes": [1], ...}``)."""
         return self._call("set_mempolicy", (policy,), kwargs)
+
+    def node_allows(self, nid: int, service: str) -> bool:
+        """Whether ``service`` (reclaim, mempolicy, user_migrate, hotunplug, tiering, ltpin) may act on
+        node ``nid``: always for an ordinary node, per its opt-in for a private one."""
+        return self._call("node_allows", (nid, service), {})
 
 
 class _InProcessMm(_Mm):

@@ -19,6 +19,8 @@ def test_cxl_mempolicy_flow(cxl_kernel):
     # node 1 is private, and (v4) listed in has_memory because it opted into mempolicy
     assert (k.read(f"{NODE}/has_private_memory"), k.read(f"{NODE}/has_memory")) == ("1\n", "0-1\n")
     assert "System RAM (CXL)" in k.read("/proc/iomem")
+    assert k.mm.node_allows(1, "user_migrate") and k.mm.node_allows(1, "mempolicy")   # MIGRATION|MEMPOLICY
+    assert not k.mm.node_allows(1, "reclaim") and not k.mm.node_allows(1, "ltpin")
     assert k.mm.alloc_candidates("GFP_HIGHUSER_MOVABLE") == [0]              # ./app: never node 1
     assert k.mm.alloc_candidates("GFP_HIGHUSER_MOVABLE|GFP_PRIVATE", nid=1) == [1]   # a driver's own
     assert k.mm.set_mempolicy("bind:1")["private"]                           # numactl --membind=1

@@ -27,6 +27,8 @@ def test_anondax_makes_a_private_node(cxl_kernel):
         with pytest.raises(OSError) as e:
             k.write(path, value)
         assert e.value.errno == err
+    assert [s for s in ("reclaim", "mempolicy", "user_migrate", "hotunplug", "tiering", "ltpin")
+            if k.mm.node_allows(1, s)] == ["reclaim", "mempolicy"]           # what the caps gate
     assert k.mm.alloc_candidates("GFP_HIGHUSER_MOVABLE") == [0]              # default: never node 1
     assert k.mm.alloc_candidates("GFP_HIGHUSER_MOVABLE|__GFP_THISNODE", nid=1) == []
     k.mm.set_mempolicy("bind:1")                                             # MEMPOLICY cap: allowed

@@ -257,3 +257,33 @@ def test_v5_story_through_cxlsys_run():
     out = cxlsys_run(script, topology="qemu-hdm-db", kernel="7.3+private-nodes-v5").stdout.splitlines()
     assert out == ["bound anondax unplugged", "online private=1 memory=0", "cap refused", "zone refused",
                    "unplugged private=[] 0"]
+
+
+@pytest.mark.parametrize("cap", ["reclaim", "mempolicy", "hotunplug", "tiering", "ltpin", "user_migrate"])
+def test_v5_each_cap_gates_its_service(cap):
+    s, fs, dd = ram_region("7.3+private-nodes-v5")
+    to_anondax(fs, dd)
+    if cap == "tiering":                                    # TIERING needs RECLAIM at registration
+        write_text(fs, f"{DAX}/{dd}/reclaim", 1)
+    write_text(fs, f"{DAX}/{dd}/{cap}", 1)
+    write_text(fs, f"{DAX}/{dd}/hotplug", "online_movable")
+    allowed = {svc for svc in ("reclaim", "mempolicy", "user_migrate", "hotunplug", "tiering", "ltpin")
+               if s.mm.node_allows(1, svc)}
+    assert allowed == ({cap, "reclaim"} if cap == "tiering" else {cap})
+    assert all(s.mm.node_allows(0, svc) for svc in allowed | {"ltpin"})     # node 0 is ordinary memory
+
+
+def test_v5_tiering_without_reclaim_is_refused_at_hotplug():
+    s, fs, dd = ram_region("7.3+private-nodes-v5")
+    to_anondax(fs, dd)
+    write_text(fs, f"{DAX}/{dd}/tiering", 1)
+    assert_refused(fs, f"{DAX}/{dd}/hotplug", "online_movable", errno.EINVAL)
+    assert read_value(fs, f"{DAX}/{dd}/hotplug") == "unplugged" and masks(fs) == ("0", "")
+
+
+def test_v4_ops_gate_services():
+    s, fs, np, _ = v4_private_node(ops=NP_OPS_MIGRATION | NP_OPS_MEMPOLICY)
+    assert {svc for svc in ("reclaim", "mempolicy", "user_migrate", "hotunplug", "tiering", "ltpin")
+            if s.mm.node_allows(1, svc)} == {"mempolicy", "user_migrate", "hotunplug"}
+    with pytest.raises(ValueError):
+        s.mm.node_allows(1, "compaction")

@@ -32,7 +32,19 @@ from typing import TYPE_CHECKING, Optional
 import attrs
 
 from cxlsys.errors import KernelError
-from cxlsys.mm.node_private import CAP_MEMPOLICY, NP_OPS_MEMPOLICY
+from cxlsys.mm.node_private import (
+    CAP_HOTUNPLUG,
+    CAP_LTPIN,
+    CAP_MEMPOLICY,
+    CAP_RECLAIM,
+    CAP_TIERING,
+    CAP_USER_MIGRATE,
+    NP_OPS_DEMOTION,
+    NP_OPS_LONGTERM_PIN,
+    NP_OPS_MEMPOLICY,
+    NP_OPS_MIGRATION,
+    NP_OPS_RECLAIM,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.system import System
@@ -61,6 +73,16 @@ GFP_COMPOSITES = {
 V4_GFP = {"__GFP_PRIVATE": ("__GFP_PRIVATE",), "GFP_PRIVATE": ("__GFP_PRIVATE", "__GFP_THISNODE")}
 
 POLICY_MODES = ("default", "local", "bind", "preferred", "interleave")
+
+# the mm services a private node may opt into: service -> (v5 cap, v4 NP_OPS flag) that gates it
+SERVICES = {
+    "reclaim": (CAP_RECLAIM, NP_OPS_RECLAIM),              # kswapd/direct reclaim, MADV_COLD/PAGEOUT/FREE
+    "mempolicy": (CAP_MEMPOLICY, NP_OPS_MEMPOLICY),        # mbind, set_mempolicy, home node
+    "user_migrate": (CAP_USER_MIGRATE, NP_OPS_MIGRATION),  # move_pages, migrate_pages
+    "hotunplug": (CAP_HOTUNPLUG, NP_OPS_MIGRATION),        # offlining migrates the folios away
+    "tiering": (CAP_TIERING, NP_OPS_DEMOTION),             # a demotion target, NUMA balancing, DAMON
+    "ltpin": (CAP_LTPIN, NP_OPS_LONGTERM_PIN),             # FOLL_LONGTERM pins (else the pin fails)
+}
 
 
 def parse_nodelist(text: str) -> list:
@@ -196,6 +218,17 @@ class Mm:
         pol = self._check_policy(Policy.parse(policy), cpuset)
         self.task_policy = pol
         return pol
+
+    def node_allows(self, nid: int, service: str) -> bool:
+        """node_allows_*(): may ``service`` (one of SERVICES) act on node ``nid``'s memory?  Every
+        ordinary node allows everything; a private node what its record opted into (v5 caps, v4
+        NP_OPS flags)."""
+        if service not in SERVICES:
+            raise ValueError(f"service {service!r}: one of {', '.join(SERVICES)}")
+        if not self._is_private(nid):
+            return True
+        cap, op = SERVICES[service]
+        return self.sys.memory.private.allows(nid, cap=cap, op=op)
 
     # ----- the oracle ------------------------------------------------------------------------
     def alloc_candidates(self, gfp: str, *, nid: Optional[int] = None, policy: Optional[str] = None,
