@@ -8,16 +8,21 @@ import json
 import socket
 
 
+def recv_line(sock: socket.socket) -> bytes:
+    """One message: bytes up to and including a newline (or whatever came before the peer closed)."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
 def request(path: str, req: dict, timeout: float = 60.0) -> dict:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(path)
     with s:
         s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+        return json.loads(recv_line(s))

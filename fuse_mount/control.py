@@ -22,6 +22,7 @@ from cxlsys.errors import KernelError
 from cxlsys.kernel_api import MM_FUNCTIONS, mm_call
 from cxlsys.sysfs import Sysfs
 from cxlsys.treedump import SKIP, dump_model
+from fuse_mount.client import recv_line
 
 
 def serve(path: str, system, hooks: dict) -> threading.Thread:
@@ -34,12 +35,7 @@ def serve(path: str, system, hooks: dict) -> threading.Thread:
 
     def handle(conn):
         with conn:
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
+            buf = recv_line(conn)
             try:
                 req = json.loads(buf or b"{}")
                 rep = dispatch(system, req, hooks)

@@ -31,7 +31,7 @@ import attrs
 
 from cxlsys.base.device import Attr, AttrGroup, Device
 from cxlsys.dax.bus import DaxDriver, DevDax
-from cxlsys.dax.kmem import KmemRange, dax_kmem_ranges
+from cxlsys.dax.kmem import KmemRange, dax_kmem_ranges, remove_reserved_ranges
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool, strip_newline
 from cxlsys.mm.memory_hotplug import MMOP_ONLINE_KERNEL, MMOP_ONLINE_MOVABLE, PAGE_SIZE, MemoryGroup
@@ -174,19 +174,11 @@ class AnonDaxDriver(DaxDriver):
         if not isinstance(data, AnonData):
             return
         mem = dd.sys.memory
-        stuck = False
-        for i, r in enumerate(data.ranges):
-            if r is None or r.res is None:
-                continue
-            try:
-                mem.remove_memory(r.start, r.size)
-            except KernelError as e:
-                dd.sys.klog.log(f"anondax {dd.name}: mapping{i}: {e.reason}: leaked until reboot", "err")
-                mem.leaked.append((r.start, r.size, dd.name))
-                stuck = True
-                continue
-            mem.iomem.release_region(r.res)
-            r.res = None
+
+        def leak(i: int, r: KmemRange, e: KernelError) -> None:
+            dd.sys.klog.log(f"anondax {dd.name}: mapping{i}: {e.reason}: leaked until reboot", "err")
+
+        _, stuck = remove_reserved_ranges(dd, data.ranges, leak)
         if not stuck:
             mem.private.node_private_unregister(dd.target_node)
             mem.unregister_group(data.group)

@@ -67,6 +67,32 @@ def dax_kmem_ranges(dd: DevDax, bs: int) -> list:
     return out
 
 
+def remove_reserved_ranges(dd: DevDax, ranges: list, leak) -> tuple:
+    """remove_memory() on every range that still holds its reservation (never offlining anything);
+    a removed range gives its reservation back, one with an online block stays "until the next
+    reboot" (``leak(i, range, error)`` logs it; ``MemoryHotplug.leaked`` lists it).  Returns
+    (ranges removed, whether any stayed)."""
+    mem = dd.sys.memory
+    removed, stuck = 0, False
+    for i, r in enumerate(ranges):
+        if r is None or r.res is None:
+            continue
+        try:
+            mem.remove_memory(r.start, r.size)
+        except KernelError as e:
+            leak(i, r, e)
+            mem.leaked.append((r.start, r.size, dd.name))
+            for b in mem.blocks.values():
+                if b.owner is dd and r.start <= b.start < r.start + r.size:
+                    b.owner = None
+            stuck = True
+            continue
+        mem.iomem.release_region(r.res)
+        r.res = None
+        removed += 1
+    return removed, stuck
+
+
 def _data(dd: Device) -> KmemData:
     assert isinstance(dd, DevDax) and isinstance(dd.drvdata, KmemData)   # the group exists only while bound
     return dd.drvdata
@@ -242,30 +268,16 @@ class KmemDriver(DaxDriver):
         data = dd.drvdata
         if not isinstance(data, KmemData):
             return
-        stuck = False
-        removed = 0
-        for i, r in enumerate(data.ranges):
-            if r is None or r.res is None:
-                continue
-            try:
-                mem.remove_memory(r.start, r.size)
-            except KernelError as e:
-                sys.klog.log(e.reason, "warn")
-                end = r.start + r.size - 1
-                if sys.profile.kmem_state:
-                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{end:#x} stuck online until reboot", "err")
-                else:
-                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{end:#x} cannot be hotremoved until "
-                                 "the next reboot", "err")
-                mem.leaked.append((r.start, r.size, dd.name))
-                for b in mem.blocks.values():
-                    if b.owner is dd and r.start <= b.start < r.start + r.size:
-                        b.owner = None
-                stuck = True
-                continue
-            mem.iomem.release_region(r.res)
-            r.res = None
-            removed += 1
+        def leak(i: int, r: KmemRange, e: KernelError) -> None:
+            sys.klog.log(e.reason, "warn")
+            end = r.start + r.size - 1
+            if sys.profile.kmem_state:
+                sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{end:#x} stuck online until reboot", "err")
+            else:
+                sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{end:#x} cannot be hotremoved until "
+                             "the next reboot", "err")
+
+        removed, stuck = remove_reserved_ranges(dd, data.ranges, leak)
         if stuck and sys.profile.kmem_state:
             sys.klog.log(f"kmem {dd.name}: Hotplug regions stuck online until reboot", "err")
         # v7.3: the group goes once nothing is stuck; before, once every range (aligned or not) was
