@@ -93,6 +93,7 @@ class Sysfs:
         self._below: dict = {}         # real dir path -> real paths of the listings served right below it
         self._shapes: dict = {}        # real dir path -> its KDir.shape() when the listing was built
         self._paths: dict = {}         # path -> (node, real path): resolution cache
+        self._entries: dict = {}       # (path, follow) -> Entry: what lookup()/stat() answered
         self._seen = system.changes.gen
         self._stale: set = set()
         self._flags = [False, False, False]   # shape, devices, values since the last sync()
@@ -105,7 +106,6 @@ class Sysfs:
             return
         cs = ch.since(self._seen)
         self._seen = ch.gen
-        self._paths.clear()
         self._flags[1] |= cs.devices
         self._flags[2] |= cs.values
         if not cs.shape:
@@ -130,16 +130,22 @@ class Sysfs:
                 continue                        # lists as before: the nodes built then are live
             self._shapes[path] = shape
             new = self._listings[path] = node.children()
+            self._resolved_stale()
             for name, n in old.items():
                 m = new.get(name)
                 if m is None or m.sig() != n.sig():
                     self._forget(f"{path}/{name}" if path else name)
             if new.keys() != old.keys():
                 self._flags[0] = True
-        self._paths.clear()        # resolutions made while listings were being replaced
+
+    def _resolved_stale(self) -> None:
+        """A listing was replaced or dropped: resolutions through it may name old nodes."""
+        self._paths.clear()
+        self._entries.clear()
 
     def _forget(self, path: str) -> None:
         """``path`` vanished or changed: it and every entry served below it are stale."""
+        self._resolved_stale()
         self._stale.add(path)
         self._flags[0] = True
         parent = path.rpartition("/")[0]
@@ -205,21 +211,26 @@ class Sysfs:
             node, real = self._locate(node.target)
         return None, real
 
-    def _node(self, path: str, follow: bool = False):
+    def _cached_entry(self, path: str, follow: bool) -> Optional[Entry]:
         with self.sys.lock:
             self._refresh()
-            p = path.strip("/")
-            return (self._follow(p) if follow else self._locate(p))[0]
+            key = (path, follow)
+            hit = self._entries.get(key)
+            if hit is None:
+                p = path.strip("/")
+                node = (self._follow(p) if follow else self._locate(p))[0]
+                if node is None:
+                    return None
+                hit = self._entries[key] = _entry(node)
+            return hit
 
     def lookup(self, path: str) -> Optional[Entry]:
         """The entry at ``path`` (relative to /sys), without following a final symlink."""
-        node = self._node(path)
-        return None if node is None else _entry(node)
+        return self._cached_entry(path, False)
 
     def stat(self, path: str) -> Optional[Entry]:
         """The entry at ``path`` with symlinks followed (``lookup`` is lstat, this is stat)."""
-        node = self._node(path, follow=True)
-        return None if node is None else _entry(node)
+        return self._cached_entry(path, True)
 
     def _dir(self, path: str):
         node, real = self._follow(path.strip("/"))
