@@ -6,6 +6,7 @@ tests/test_private_nodes.py."""
 
 import errno
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,16 @@ from cxlsys.errors import KernelError
 from cxlsys.mm.node_private import NP_OPS_MEMPOLICY, NP_OPS_MIGRATION, NodePrivate
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
-from cxlsys.testing import assert_refused, cxl_read, cxl_write, endpoint_decoders, memdev, read_value, write_text
+from cxlsys.testing import (
+    assert_refused,
+    cxl_read,
+    cxl_write,
+    cxlsys_run,
+    endpoint_decoders,
+    memdev,
+    read_value,
+    write_text,
+)
 
 V4 = "7.3+private-nodes-v4"
 BDF = "0000:0f:00.0"                      # the first HDM-DB type-3 device (8086:0d93, 256 MiB RAM)
@@ -323,3 +333,11 @@ def test_v4_core_errno_table():
     assert masks(fs) == ("0", "1")
     core.offline_and_remove_private_memory(1, start, 256 << 20)
     assert masks(fs) == ("0", "") and not core.is_private(1)
+
+
+@pytest.mark.mount
+def test_v4_story_through_cxlsys_run():
+    script = (Path(__file__).resolve().parent.parent / "examples" / "private-nodes-v4-cxl-mempolicy.sh").read_text()
+    out = cxlsys_run(script, topology="qemu-hdm-db", kernel="7.3+private-nodes-v4").stdout.splitlines()
+    assert out == ["bound private=1 memory=0-1 1", "add refused", "offline private=[] memory=0", "online private=1",
+                   "unbound private=[] memory=0"]
