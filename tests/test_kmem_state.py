@@ -184,3 +184,30 @@ def test_state_through_cxlsys_run():
     out = cxlsys_run(script, kernel="7.3").stdout.splitlines()
     assert out == ["online online_movable 1", "kernel refused online_movable", "unplugged unplugged 1",
                    "bogus refused", "desync unplugged 1", "bound offline", "leak 1 2 1"]
+
+
+def test_online_from_unplugged_is_a_partial_success_past_the_first_range():
+    """§1.5: a later range that cannot be reserved is skipped, the write succeeds with what was added;
+    the first range failing fails the write (test_online_from_unplugged_with_the_range_busy_is_ebusy)."""
+    s, fs, dd = boot()
+    dev = s.dax_bus.find_device(dd)
+    start, size, _ = dev.ranges[0]
+    write_text(fs, "bus/dax/drivers/kmem/unbind", dd)
+    write_text(fs, f"{DAX}/{dd}/size", 0)
+    quarter = size // 4
+    for lo in (start, start + 2 * quarter):                  # two disjoint ranges: mapping0, mapping1
+        write_text(fs, f"{DAX}/{dd}/mapping", f"{lo:x}-{lo + quarter - 1:x}")
+    write_text(fs, "bus/dax/drivers/kmem/bind", dd)
+    assert [r[:2] for r in dev.ranges] == [(start, quarter), (start + 2 * quarter, quarter)]
+    set_state(fs, dd, "unplugged")
+    base = meminfo_kb(fs)
+    blocker = s.memory.iomem.request_region(start + 2 * quarter, quarter, "someone else")
+    set_state(fs, dd, "online_movable")
+    assert state(fs, dd) == "online_movable"
+    assert meminfo_kb(fs) == base + (quarter >> 10)         # only mapping0 went in
+    assert [line for line in fs.read(".cxlsys/proc/iomem").decode().splitlines() if line.endswith(f" : {dd}")] \
+        == [f"    {start:08x}-{start + quarter - 1:08x} : {dd}"]     # window > region > dax
+    set_state(fs, dd, "unplugged")
+    s.memory.iomem.release_region(blocker)
+    set_state(fs, dd, "online_movable")                      # both ranges this time
+    assert meminfo_kb(fs) == base + (2 * quarter >> 10)
