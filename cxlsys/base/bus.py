@@ -24,6 +24,7 @@ class Driver:
     module: Optional[str] = None          # /sys/module/<module> (driver's 'module' link)
     bus: Optional["Bus"] = attrs.field(default=None, repr=False)
     bindable: bool = True                 # has bind/unbind files (suppress_bind_attrs = False)
+    autoprobe: bool = True                # False: attached only by a write to its own bind file
     extra_files: tuple = ()               # e.g. ('new_id', 'remove_id') for dax drivers
 
     def match(self, dev: Device) -> bool:
@@ -119,7 +120,7 @@ class Bus:
         self.drivers[drv.name] = drv
         self.sys.changes.touch(self)
         for dev in list(self.devices):
-            if dev.driver is None and drv.match(dev):
+            if drv.autoprobe and dev.driver is None and drv.match(dev):
                 self._try_probe(drv, dev)
         return drv
 
@@ -141,7 +142,7 @@ class Bus:
         if dev.driver is not None:
             return
         for drv in self.drivers.values():
-            if drv.match(dev):
+            if drv.autoprobe and drv.match(dev):
                 if self._try_probe(drv, dev):
                     return
 

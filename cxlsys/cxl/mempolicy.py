@@ -8,8 +8,8 @@ binds by class; it is used by a driver swap::
     echo $BDF > /sys/bus/pci/drivers/cxl_pci/unbind
     echo $BDF > /sys/bus/pci/drivers/cxl_mempolicy/bind
 
-so it must never win a device on its own: its match accepts a device only inside an explicit
-``bind`` write to this driver (not at boot, not from ``drivers_probe``, not when it registers).
+so it must never win a device on its own: it is not autoprobed (``Driver.autoprobe``), only an explicit
+``bind`` write attaches it (not boot, not ``drivers_probe``, not its own registration).
 
 Probe does what cxl_pci does (``memN``, cxl_mem and the endpoint), then:
 
@@ -40,7 +40,7 @@ from typing import Optional
 import attrs
 
 from cxlsys.base.bus import Driver
-from cxlsys.base.device import Attr, Device
+from cxlsys.base.device import Device
 from cxlsys.base.pci import PciDevice
 from cxlsys.cxl import cxl as C
 from cxlsys.cxl.core import hdm
@@ -51,7 +51,6 @@ from cxlsys.cxl.core.region_attach import cxl_region_attach, hb_dport
 from cxlsys.cxl.core.region_state import COMMIT
 from cxlsys.cxl.core.region_sysram import CxlSysram, devm_cxl_add_sysram
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import strip_newline
 from cxlsys.mm.memory_hotplug import MMOP_ONLINE_MOVABLE
 from cxlsys.mm.node_private import NP_OPS_MEMPOLICY, NP_OPS_MIGRATION
 
@@ -70,36 +69,17 @@ class MempolicyData:
     sysram: Optional[CxlSysram] = None
 
 
-def _bind_store(drv: Driver, buf: str) -> None:
-    """The driver's ``bind`` file: the only way a device matches this driver."""
-    assert isinstance(drv, CxlMempolicyDriver)
-    drv.binding = strip_newline(buf)
-    try:
-        drv.the_bus.bind_store(drv, buf)
-    finally:
-        drv.binding = None
-
-
-def _unbind_store(drv: Driver, buf: str) -> None:
-    drv.the_bus.unbind_store(drv, buf)
-
-
 @attrs.define(eq=False, kw_only=True)
 class CxlMempolicyDriver(Driver):
     name: str = "cxl_mempolicy"
     module: str = "cxl_mempolicy"
-    binding: Optional[str] = attrs.field(default=None, repr=False)    # the device an explicit bind names
+    autoprobe: bool = False               # it never takes a device on its own: only an explicit bind
     bound: dict = attrs.field(factory=dict, repr=False)               # PCI device name -> MempolicyData
-
-    def driver_attrs(self) -> list:
-        out = super().driver_attrs()
-        return [Attr("bind", 0o200, None, _bind_store) if a.name == "bind" else
-                Attr("unbind", 0o200, None, _unbind_store) if a.name == "unbind" else a for a in out]
 
     def match(self, dev) -> bool:
         m = dev.sys.machine
         return isinstance(dev, PciDevice) and (dev.vendor, dev.device) in CXL_MEMPOLICY_IDS \
-            and m is not None and dev.name in m.memdev_hosts and self.binding == dev.name
+            and m is not None and dev.name in m.memdev_hosts
 
     # ----- probe -----------------------------------------------------------------------------
     def probe(self, pdev: Device) -> None:
@@ -138,8 +118,7 @@ class CxlMempolicyDriver(Driver):
         pdev.devm_add_action(lambda: _clear_ops(sr), "mempolicy:ops")
         sys.klog.dev_info(pdev, f"{cxlr.name}: node {sr.nid} is a private node (migration, mempolicy)")
 
-    def remove(self, pdev: Device) -> None:
-        """Everything probe set up is devres on the PCI device."""
+    # remove(): nothing of its own; everything probe set up is devres on the PCI device
 
     @staticmethod
     def _committed_ram_region(ep) -> Optional[CxlRegion]:
