@@ -31,7 +31,13 @@ import attrs
 
 from cxlsys.base.device import Attr, AttrGroup, Device
 from cxlsys.dax.bus import DaxDriver, DevDax
-from cxlsys.dax.kmem import KmemRange, dax_kmem_ranges, remove_reserved_ranges
+from cxlsys.dax.kmem import (
+    KmemRange,
+    dax_kmem_do_hotplug,
+    dax_kmem_init_resources,
+    dax_kmem_ranges,
+    remove_reserved_ranges,
+)
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtobool, strip_newline
 from cxlsys.mm.memory_hotplug import MMOP_ONLINE_KERNEL, MMOP_ONLINE_MOVABLE, PAGE_SIZE, MemoryGroup
@@ -85,30 +91,16 @@ def hotplug_store(dd: Device, buf: str) -> None:
 
 
 def _plug(dd: DevDax, data: AnonData, online_type: str) -> None:
-    mem = dd.sys.memory
+    """Reserve and hot-add every range as private memory (kmem's reservation and partial-add rules);
+    no range added at all: ENOMEM."""
     np = data.np if data.np is not None else NodePrivate(owner=dd.name, caps=data.caps)
-    added = 0
-    for i, r in enumerate(data.ranges):
-        if r is None:
-            continue
-        try:
-            r.res = mem.iomem.request_region(r.start, r.size, RES_NAME)
-            r.res.child = RES_NAME
-        except KernelError:
-            if not added:
-                raise KernelError(errno.EBUSY, f"{dd.name}: mapping{i}: could not reserve region")
-            continue
-        try:
-            mem.private.add_private_memory_driver_managed(dd.target_node, r.start, r.size, np, online_type,
-                                                          owner=dd, group=data.group)
-        except KernelError:
-            mem.iomem.release_region(r.res)
-            r.res = None
-            if not added:
-                raise
-            continue
-        added += 1
-    if not added:
+
+    def add(r: KmemRange) -> None:
+        dd.sys.memory.private.add_private_memory_driver_managed(dd.target_node, r.start, r.size, np, online_type,
+                                                                owner=dd, group=data.group)
+
+    dax_kmem_init_resources(dd, data.ranges, RES_NAME, child=RES_NAME)
+    if not dax_kmem_do_hotplug(dd, data.ranges, add):
         raise KernelError(errno.ENOMEM, f"{dd.name}: hotplug: no range could be added")
     data.np, data.state = np, online_type
 

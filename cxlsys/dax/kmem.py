@@ -119,62 +119,75 @@ def state_store(dd: Device, buf: str) -> None:
         return
     if data.state != DAX_KMEM_UNPLUGGED:
         raise KernelError(errno.EBUSY, f"{dd.name}: state: {data.state}; onlining is only possible from unplugged")
-    dax_kmem_init_resources(dd, data)
-    dax_kmem_do_hotplug(dd, data, want)
+    dax_kmem_init_resources(dd, data.ranges)
+    dax_kmem_do_hotplug(dd, data.ranges, _kmem_add(dd, data.group, want))
     data.state = want
 
 
 KMEM_GROUP = AttrGroup([Attr("state", 0o644, state_show, state_store)])
 
 
-def dax_kmem_init_resources(dd: DevDax, data: KmemData) -> None:
-    """request_mem_region() again for every aligned range without a reservation: EBUSY if the first
-    one conflicts, later conflicts are logged and skipped."""
+def dax_kmem_init_resources(dd: DevDax, ranges: list, res_name: Optional[str] = None,
+                            child: Optional[str] = None) -> None:
+    """request_mem_region() for every aligned range without a reservation (named ``res_name``,
+    default the device's name; ``child`` names the System RAM resource hot-add puts below it):
+    EBUSY if the first one conflicts, later conflicts are logged and skipped."""
     mem = dd.sys.memory
     first = True
-    for i, r in enumerate(data.ranges):
+    for i, r in enumerate(ranges):
         if r is None:
             continue
         if r.res is None:
             try:
-                r.res = mem.iomem.request_region(r.start, r.size, dd.name)
+                r.res = mem.iomem.request_region(r.start, r.size, res_name or dd.name)
             except KernelError:
-                dd.sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} could not "
-                                "reserve region", "warn")
+                what = f"mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} could not reserve region"
+                dd.sys.klog.log(f"{dd.driver_name_for_log()} {dd.name}: {what}", "warn")
                 if first:
-                    raise KernelError(errno.EBUSY, f"{dd.name}: mapping{i}: could not reserve region")
+                    raise KernelError(errno.EBUSY, f"{dd.name}: {what}")
+            else:
+                if child is not None:
+                    r.res.child = child
         first = False
 
 
-def dax_kmem_cleanup_resources(dd: DevDax, data: KmemData) -> None:
+def dax_kmem_cleanup_resources(dd: DevDax, ranges: list) -> None:
     mem = dd.sys.memory
-    for r in data.ranges:
+    for r in ranges:
         if r is not None and r.res is not None:
             mem.iomem.release_region(r.res)
             r.res = None
 
 
-def dax_kmem_do_hotplug(dd: DevDax, data: KmemData, online_type: str) -> None:
-    """__add_memory_driver_managed(..., online_type) for each reserved range; a failure after one
-    range succeeded only drops that range (a partial add succeeds)."""
+def _kmem_add(dd: DevDax, group: MemoryGroup, online_type: str):
+    """kmem's hot-add of one range: __add_memory_driver_managed(..., "System RAM (kmem)", online_type)."""
+    def add(r: KmemRange) -> None:
+        dd.sys.memory.add_memory(r.start, r.size, dd.target_node, dd, dd.memmap_on_memory, group,
+                                 online_type=online_type)
+    return add
+
+
+def dax_kmem_do_hotplug(dd: DevDax, ranges: list, add) -> int:
+    """``add(range)`` for each reserved range; the first failing fails the whole (every reservation
+    dropped), a later one only drops that range (a partial add succeeds).  Returns the ranges added."""
     mem = dd.sys.memory
     added = 0
-    for i, r in enumerate(data.ranges):
+    for i, r in enumerate(ranges):
         if r is None or r.res is None:
             continue
         try:
-            mem.add_memory(r.start, r.size, dd.target_node, dd, dd.memmap_on_memory, data.group,
-                           online_type=online_type)
+            add(r)
         except KernelError as e:
-            dd.sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} memory add "
-                            f"failed", "warn")
+            dd.sys.klog.log(f"{dd.driver_name_for_log()} {dd.name}: mapping{i}: {r.start:#x}-"
+                            f"{r.start + r.size - 1:#x} memory add failed", "warn")
             if not added:
-                dax_kmem_cleanup_resources(dd, data)
+                dax_kmem_cleanup_resources(dd, ranges)
                 raise e
             mem.iomem.release_region(r.res)
             r.res = None
             continue
         added += 1
+    return added
 
 
 def dax_kmem_do_hotremove(dd: DevDax, data: KmemData) -> None:
@@ -227,33 +240,11 @@ class KmemDriver(DaxDriver):
         group = mem.register_static_group(nid, total // PAGE_SIZE)
         online_type = mem.policy.auto_online_blocks          # mhp_get_default_online_type(), read once
         data = KmemData(group, [KmemRange(*r) if r else None for r in aligned], state=online_type)
-        mapped = 0
         try:
-            for i, r in enumerate(data.ranges):
-                if r is None:
-                    continue
-                try:
-                    r.res = mem.iomem.request_region(r.start, r.size, dd.name)
-                except KernelError:
-                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} could not "
-                                 "reserve region", "warn")
-                    if mapped:
-                        continue
-                    raise KernelError(errno.EBUSY, f"{dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} "
-                                                   "could not reserve region")
-                try:
-                    mem.add_memory(r.start, r.size, nid, dd, dd.memmap_on_memory, group, online_type=online_type)
-                except KernelError as e:
-                    mem.iomem.release_region(r.res)
-                    r.res = None
-                    sys.klog.log(f"kmem {dd.name}: mapping{i}: {r.start:#x}-{r.start + r.size - 1:#x} memory add "
-                                 "failed", "warn")
-                    if mapped:
-                        continue
-                    raise e
-                mapped += 1
+            dax_kmem_init_resources(dd, data.ranges)
+            dax_kmem_do_hotplug(dd, data.ranges, _kmem_add(dd, group, online_type))
         except KernelError:
-            dax_kmem_cleanup_resources(dd, data)
+            dax_kmem_cleanup_resources(dd, data.ranges)
             mem.unregister_group(group)
             tiers.clear_node_memory_type(nid)
             raise
