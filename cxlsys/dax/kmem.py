@@ -34,7 +34,7 @@ from cxlsys.dax.bus import DaxDriver, DevDax
 from cxlsys.errors import KernelError
 from cxlsys.kernel.resource import Resource
 from cxlsys.kstrto import strip_newline
-from cxlsys.mm.memory_hotplug import MMOP_OFFLINE, ONLINE_TYPES, PAGE_SIZE, MemoryGroup
+from cxlsys.mm.memory_hotplug import MMOP_OFFLINE, ONLINE_TYPES, PAGE_SIZE, MemoryGroup, memory_block_aligned_range
 from cxlsys.mm.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 
 DAX_KMEM_UNPLUGGED = "unplugged"     # drivers/dax/bus.h: (-1), "Do not create memory blocks"
@@ -59,12 +59,7 @@ class KmemData:
 
 def dax_kmem_ranges(dd: DevDax, bs: int) -> list:
     """dax_kmem_range() for every range: the block-aligned part, or None when nothing is left."""
-    out = []
-    for start, size, _ in dd.ranges:
-        s = (start + bs - 1) // bs * bs
-        e = (start + size) // bs * bs
-        out.append((s, e - s) if e > s else None)
-    return out
+    return [memory_block_aligned_range(start, size, bs) for start, size, _ in dd.ranges]
 
 
 def remove_reserved_ranges(dd: DevDax, ranges: list, leak) -> tuple:
@@ -81,10 +76,7 @@ def remove_reserved_ranges(dd: DevDax, ranges: list, leak) -> tuple:
             mem.remove_memory(r.start, r.size)
         except KernelError as e:
             leak(i, r, e)
-            mem.leaked.append((r.start, r.size, dd.name))
-            for b in mem.blocks.values():
-                if b.owner is dd and r.start <= b.start < r.start + r.size:
-                    b.owner = None
+            mem.leak(r.start, r.size, dd.name, owner=dd)
             stuck = True
             continue
         mem.iomem.release_region(r.res)

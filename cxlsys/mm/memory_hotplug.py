@@ -88,6 +88,13 @@ class MemoryPolicy:
         return self.memmap_on_memory and self.memmap_bytes() % PAGE_SIZE == 0
 
 
+def memory_block_aligned_range(start: int, size: int, bs: int) -> tuple | None:
+    """The whole memory blocks of [start, start + size) as (start, size), or None when none is left."""
+    s = (start + bs - 1) // bs * bs
+    e = (start + size) // bs * bs
+    return (s, e - s) if e > s else None
+
+
 @attrs.define(eq=False)
 class MemoryGroup:
     """A static memory group (memory_group_register_static): all of one kmem device's memory."""
@@ -481,6 +488,14 @@ class MemoryHotplug:
             device_del(b)
         for nid in nids:
             self.try_offline_node(nid)
+
+    def leak(self, start: int, size: int, name: str, owner=None) -> None:
+        """A range whose removal failed stays, blocks and all, "until the next reboot": listed in
+        ``leaked`` (and debugfs), its blocks no longer ``owner``'s."""
+        self.leaked.append((start, size, name))
+        for b in self.blocks.values():
+            if b.owner is owner and start <= b.start < start + size:
+                b.owner = None
 
     def offline_and_remove_memory_ranges(self, ranges: list) -> None:
         """v7.3 mm/memory_hotplug.c: offline every block of every (start, size) range under one

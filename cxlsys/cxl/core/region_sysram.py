@@ -41,7 +41,7 @@ from cxlsys.cxl.core.port import CxlDevice
 from cxlsys.errors import KernelError
 from cxlsys.kernel.resource import Resource
 from cxlsys.kstrto import strip_newline
-from cxlsys.mm.memory_hotplug import MMOP_OFFLINE, ONLINE_TYPES, PAGE_SIZE, MemoryGroup
+from cxlsys.mm.memory_hotplug import MMOP_OFFLINE, ONLINE_TYPES, PAGE_SIZE, MemoryGroup, memory_block_aligned_range
 from cxlsys.mm.memory_tiers import MEMTIER_DEFAULT_DAX_ADISTANCE
 from cxlsys.mm.node_private import NodePrivate
 
@@ -52,13 +52,6 @@ CXL_DEVICE_SYSRAM = 10                             # cxl.h of the series: the cx
 SYSRAM_RESOURCE_NAME = "System RAM (CXL)"          # the hot-added System RAM resource
 # mm/memory-tiers.c MEMTIER_DEFAULT_LOWTIER_ADISTANCE (the later name of the default dax distance)
 SYSRAM_DEFAULT_ADISTANCE = MEMTIER_DEFAULT_DAX_ADISTANCE
-
-
-def sysram_aligned_range(start: int, size: int, bs: int) -> Optional[tuple]:
-    """memory_block_aligned_range(): the whole memory blocks of [start, start + size), or None."""
-    s = (start + bs - 1) // bs * bs
-    e = (start + size) // bs * bs
-    return (s, e - s) if e > s else None
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -153,10 +146,7 @@ class CxlSysram(CxlDevice):
             except KernelError as e:
                 sys.klog.log(f"cxl_sysram {self.name}: {self._range()}: cannot be hotremoved: {e.reason}", "warn")
                 sys.klog.log(f"cxl_sysram {self.name}: {self._range()} stuck online until reboot", "err")
-                mem.leaked.append((self.start, self.size, self.name))
-                for b in mem.blocks.values():
-                    if b.owner is self:
-                        b.owner = None
+                mem.leak(self.start, self.size, self.name, owner=self)
                 self.added, self.leaked = False, True
                 return
         if self.group is not None:
@@ -187,7 +177,7 @@ def devm_cxl_add_sysram(cxlr: "CxlRegion", private: bool, online_type: Optional[
         raise KernelError(errno.EINVAL, f"{cxlr.name}: sysram: online type {online_type!r} out of range")
     if cxlr.hpa_start is None or not cxlr.hpa_size:
         raise KernelError(errno.ENXIO, f"{cxlr.name}: sysram: region has no HPA range")
-    r = sysram_aligned_range(cxlr.hpa_start, cxlr.hpa_size, mem.policy.block_size)
+    r = memory_block_aligned_range(cxlr.hpa_start, cxlr.hpa_size, mem.policy.block_size)
     if r is None:
         raise KernelError(errno.ENOSPC, f"{cxlr.name}: sysram: no whole memory block in "
                                         f"{cxlr.hpa_start:#x}-{cxlr.hpa_start + cxlr.hpa_size - 1:#x}")
