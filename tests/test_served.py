@@ -17,7 +17,7 @@ import pytest
 
 from cxlsys.cli.main import control_path
 from cxlsys.system import System
-from cxlsys.testing import endpoint_decoders, memdevs
+from cxlsys.testing import endpoint_decoders, free_endpoint_decoders, memdevs
 from cxlsys.treedump import dump_real
 from fuse_mount.client import request
 
@@ -29,22 +29,6 @@ def _decoders():
     """memdev serial -> its first endpoint decoder, as the daemon will name them (same probe order)."""
     s = System.boot("qemu-hdm-db")
     return {m.info.serial: endpoint_decoders(m)[0].name for m in memdevs(s)}
-
-
-def _free_decoders(topology: str, host_bridges) -> list:
-    """A free endpoint decoder on the second memdev below each host bridge, as the daemon names them."""
-    s = System.boot(topology)
-    out = []
-    for hb in host_bridges:
-        mds = []
-        for md in memdevs(s):
-            p = md.endpoint
-            while p is not None and p.parent_port is not None and p.parent_port.kind != "root":
-                p = p.parent_port
-            if p is not None and p.parent_dport is not None and p.parent_dport.name == hb:
-                mds.append(md)
-        out.append(next(e.name for e in endpoint_decoders(mds[1]) if e.dpa_start is None))
-    return out
 
 
 class Mounted:
@@ -189,7 +173,7 @@ def test_ram_region_on_a_cpu_node_and_module_reload(mount):
     block links come and go; then ``modprobe -r cxl_test`` / ``modprobe cxl_test``."""
     m = mount("cxl_test")
     cxl = "bus/cxl/devices"
-    e0, e1 = _free_decoders("cxl_test", ["cxl_host_bridge.0", "cxl_host_bridge.1"])
+    e0, e1 = free_endpoint_decoders(System.boot("cxl_test"), "decoder0.1")   # one below each host bridge
     for e in (e0, e1):
         m.write(f"{cxl}/{e}/mode", "ram")
         m.write(f"{cxl}/{e}/dpa_size", "0x20000000")
