@@ -5,22 +5,63 @@ kernel sysfs file shows, e.g. ``cxlsys/bi/<component>/{state,nr_bi,inject}`` for
 Back-Invalidate proposal.  Trees are kernfs nodes (:mod:`cxlsys.kernfs`): ``VDir(entries)`` is a
 directory whose ``entries()`` gives ``name -> node``, ``VFile(mode, show, store)`` a file with
 plain callables (debugfs files belong to no device).
+
+``cxl/`` is the CXL core's own debugfs (drivers/cxl/core/core.c ``cxl_debugfs_create_dir``):
+``cxl/mbox/raw_allow_all`` (mbox.c) and, for each memdev bound to cxl_mem, ``cxl/memN/`` with
+``dpamem`` and the poison injection files of drivers/cxl/mem.c (``inject_poison``/``clear_poison``,
+write-only, a u64 DPA parsed with base 0, present when the device's CEL has the command).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import KDir, KFile
-from cxlsys.kstrto import strip_newline
+from cxlsys.kstrto import kstrtobool, kstrtoull, strip_newline
+from cxlsys.tracefs import tracefs_root
 
 VFile = KFile      # a debugfs file: VFile(mode, show, store)
 VDir = KDir        # a virtual directory: VDir(entries)
 
 
 def debugfs_root(sys) -> VDir:
-    return VDir(lambda: {"cxlsys": VDir(lambda: _cxlsys_entries(sys))})
+    return VDir(lambda: {"cxlsys": VDir(lambda: _cxlsys_entries(sys)), "cxl": VDir(lambda: _cxl_entries(sys)),
+                 "tracing": tracefs_root(sys)})
+
+
+def _cxl_entries(sys) -> dict:
+    from cxlsys.cxl.core import mbox
+    from cxlsys.cxl.core.memdev import CxlMemdev
+
+    def raw_allow_all_store(buf: str) -> None:
+        mbox.set_cxl_raw_allow_all(sys, kstrtobool(buf))
+
+    out: dict = {"mbox": VDir(lambda: {
+        "raw_allow_all": VFile(0o600, lambda: "Y\n" if mbox.cxl_raw_allow_all(sys) else "N\n", raw_allow_all_store),
+    })}
+    for d in sys.all_devices():
+        if isinstance(d, CxlMemdev) and d.driver is not None and d.driver.name == "cxl_mem":
+            out[d.name] = VDir(functools.partial(_cxl_memdev_dir, d))
+    return out
+
+
+def _cxl_memdev_dir(md) -> dict:
+    """drivers/cxl/mem.c: what cxl_mem_probe() puts in debugfs for a memdev."""
+    from cxlsys.cxl import cxlmem as M
+    from cxlsys.cxl.core.memdev import cxl_clear_poison, cxl_dpa_debug, cxl_inject_poison
+
+    def dpa_store(fn):
+        return lambda buf: fn(md, kstrtoull(buf, 0))
+
+    out = {"dpamem": VFile(0o444, lambda: cxl_dpa_debug(md))}
+    enabled = md.mds.poison.enabled_cmds
+    if M.CXL_POISON_ENABLED_INJECT in enabled:
+        out["inject_poison"] = VFile(0o200, None, dpa_store(cxl_inject_poison))
+    if M.CXL_POISON_ENABLED_CLEAR in enabled:
+        out["clear_poison"] = VFile(0o200, None, dpa_store(cxl_clear_poison))
+    return out
 
 
 def _cxlsys_entries(sys) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
+import traceback
 
 import attrs
 
@@ -41,6 +42,14 @@ class KernelLog:
 
     def dev_info(self, dev, text: str) -> None:
         self.log(f"{dev.driver_name_for_log()} {dev.name}: {text}", "info")
+
+    def warn_exception(self, where: str, exc: BaseException) -> None:
+        """An internal bug, logged as the kernel's WARN() would be: a WARNING line, then the trace."""
+        self.log(f"WARNING: cxlsys internal error in {where}: {type(exc).__name__}: {exc}", "warn")
+        self.log("Call Trace:", "warn")
+        for line in traceback.format_exception(type(exc), exc, exc.__traceback__):
+            for part in line.rstrip("\n").split("\n"):
+                self.log(f" {part}", "warn")
 
     def clear(self) -> None:
         """dmesg -C: empty the ring (sequence numbers go on)."""

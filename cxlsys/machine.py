@@ -18,8 +18,9 @@ from cxlsys.base.pci import PciDevice, PciRoot
 from cxlsys.base.platform import PlatformDevice
 from cxlsys.cxl.core.bi import FLIT_256, BiComponent
 from cxlsys.cxl.core.hdm import HdmCap, HdmRegs
-from cxlsys.cxl.core.memdev import MemdevInfo, devm_cxl_add_memdev
+from cxlsys.cxl.core.memdev import MemdevInfo
 from cxlsys.cxl_test import MockMemDevice
+from cxlsys.cxl_test.mem import cxl_mock_mem_probe
 from cxlsys.topology import Topology
 
 if TYPE_CHECKING:  # pragma: no cover - the System owns the machine (system.py imports this file)
@@ -237,11 +238,15 @@ class Machine:
         self.order.clear()
 
     def probe_memdev(self, pdev) -> None:
-        """What cxl_pci (or cxl_test's cxl_mock_mem) does at probe: read the device, add ``memN``."""
+        """What cxl_pci (or cxl_test's cxl_mock_mem) does at probe: talk to the device over its
+        mailbox, then add ``memN``.  The device model is cxl_test's mock memory device for every
+        topology for now (a cxl_pci host too: its mailbox answers like the mock's)."""
         info, cap = self.memdev_info(pdev.name)
-        devm_cxl_add_memdev(pdev, info, cap, pdev.numa_node)
+        cxl_mock_mem_probe(pdev, info, cap)
 
     def memdev_info(self, host: str):
+        """The topology's description of the memory device at ``host`` (what the device model
+        answers, and what no mailbox command reports), and its HDM decoder registers."""
         md = self.memdev_hosts[host]
         info = MemdevInfo(ram_size=md.ram, pmem_size=md.pmem, serial=md.serial, lsa_size=md.lsa,
                           payload_max=md.payload_max, firmware_version=md.firmware_version,

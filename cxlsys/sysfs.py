@@ -10,25 +10,30 @@ mount point (``/sys``), e.g. ``bus/cxl/devices/mem0``.  The public interface, us
   :meth:`~Sysfs.entries`, :meth:`~Sysfs.listdir`, :meth:`~Sysfs.readlink`, :meth:`~Sysfs.realpath`;
 * :meth:`~Sysfs.read`, :meth:`~Sysfs.read_at`, :meth:`~Sysfs.write` — a refused store raises
   :class:`~cxlsys.errors.KernelError` with the kernel's errno (and is logged with its reason);
+* :meth:`~Sysfs.truncate` (``open(O_TRUNC)``), :meth:`~Sysfs.mkdir`, :meth:`~Sysfs.rmdir` — what
+  tracefs needs (clearing ``trace``; ``instances/<name>``); a no-op / EPERM elsewhere;
 * :meth:`~Sysfs.walk`, :meth:`~Sysfs.snapshot` — the whole tree;
 * :meth:`~Sysfs.sync` — what changed since the last call: the paths an adapter that caches
   entries must forget (exact: computed from the model's change reports,
   :mod:`cxlsys.base.changes`, against the listings this projection served);
-* :meth:`~Sysfs.char_devices` — the ``/dev`` nodes the model's char devices want.
+* :meth:`~Sysfs.char_devices` — the ``/dev`` nodes the model's char devices want;
+  :meth:`~Sysfs.ioctl` — an ioctl on one of them (its ``unlocked_ioctl``), with the caller's memory
+  reached through a :class:`~cxlsys.kernel.uaccess.UserMemory`.
 """
 
 from __future__ import annotations
 
 import errno
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import attrs
 
-from cxlsys.base.device import DEV_CHAR, TOP_DEVICES, SysfsDir
+from cxlsys.base.device import CLASSES, DEV_CHAR, TOP_DEVICES, SysfsDir
 from cxlsys.debugfs import debugfs_root
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import S_DIR, S_FILE, S_LINK, KBinFile, KDir, KLink, kernfs_target_path
 from cxlsys.procfs import procfs_dir
+from cxlsys.tracefs import tracefs_root
 
 __all__ = ["S_DIR", "S_FILE", "S_LINK", "Entry", "StoreBuf", "Sync", "Sysfs", "kernfs_target_path"]
 
@@ -48,6 +53,7 @@ class Entry:
     readable: bool = False       # file: has a show (reads succeed or fail with the show's errno)
     writable: bool = False       # file: has a store and a write bit
     binary: bool = False         # file: a binary attribute (offset reads and writes)
+    rdwr_open: bool = False      # file: open(O_RDWR) allowed for a reader (tracefs; kernfs refuses)
 
 
 @attrs.frozen
@@ -58,6 +64,7 @@ class Sync:
     shape: bool                  # some directory lists differently
     devices: bool                # a device came or went
     values: bool                 # some attribute value may have changed
+    notified: frozenset = frozenset()   # files sysfs_notify()'d: wake their poll(2)ers
 
 
 def _entry(node) -> Entry:
@@ -66,19 +73,33 @@ def _entry(node) -> Entry:
     if node.kind == S_DIR:
         return Entry(S_DIR, node.mode)
     return Entry(S_FILE, node.mode, readable=node.readable, writable=node.writable,
-                 binary=isinstance(node, KBinFile))
+                 binary=isinstance(node, KBinFile), rdwr_open=getattr(node, "rdwr_open", False))
 
 
 def sysfs_root(s) -> KDir:
     """``/sys``: the owners of its top directories are the system's buses, devices and modules."""
     return KDir(lambda: {
         "bus": KDir(lambda: {n: b.kernfs_dir() for n, b in sorted(s.buses.items())}, owner=BUSES),
-        "class": KDir(dict),
+        "class": KDir(lambda: _classes(s), owner=CLASSES),
         "dev": KDir(lambda: {"block": KDir(dict), "char": KDir(lambda: _dev_char(s), owner=DEV_CHAR)}),
         "devices": KDir(lambda: {n: d.kernfs_dir() for n, d in s.top_devices.items()}, owner=TOP_DEVICES),
-        "kernel": KDir(lambda: {"debug": debugfs_root(s)}),
+        "kernel": KDir(lambda: {"debug": debugfs_root(s), "tracing": tracefs_root(s)}),
         "module": KDir(lambda: {n: m.kernfs_dir() for n, m in sorted(s.modules.items())}, owner=MODULES),
     }, hidden=lambda: {CXLSYS_DIR: KDir(lambda: {"proc": procfs_dir(s)})})
+
+
+def _classes(s) -> dict:
+    """``/sys/class/<class>/<name>`` -> the device, for devices of a class (``dev_class``)."""
+    by: dict = {}
+    for d in s.all_devices():
+        cls = getattr(d, "dev_class", None)
+        if cls:
+            by.setdefault(cls, {})[d.name] = KLink(d.path)
+    return {c: KDir(_const(kids), owner=SysfsDir(f"class/{c}")) for c, kids in sorted(by.items())}
+
+
+def _const(d: dict) -> Callable[[], dict]:
+    return lambda: d
 
 
 def _dev_char(s) -> dict:
@@ -97,10 +118,14 @@ class Sysfs:
         self._seen = system.changes.gen
         self._stale: set = set()
         self._flags = [False, False, False]   # shape, devices, values since the last sync()
+        self._notified: set = set()           # paths sysfs_notify()'d since the last sync()
 
     # ------------------------------------------------------------------ change tracking
     def _refresh(self) -> None:
-        """Apply the model's change reports to what this projection served."""
+        """Run due delayed work (cxlsys/kernel/timer.py), then apply the model's change reports to
+        what this projection served."""
+        if self.sys.timers.run_due():
+            self.sys.flush_work()
         ch = self.sys.changes
         if ch.gen == self._seen:
             return
@@ -108,6 +133,7 @@ class Sysfs:
         self._seen = ch.gen
         self._flags[1] |= cs.devices
         self._flags[2] |= cs.values
+        self._notified.update(cs.notified)
         if not cs.shape:
             return
         for path in cs.removed:
@@ -167,10 +193,22 @@ class Sysfs:
         different kind, mode or link target) of what this projection served, exactly."""
         with self.sys.lock:
             self._refresh()
-            out = Sync(frozenset(self._stale), *self._flags)
+            shape, devices, values = self._flags
+            out = Sync(frozenset(self._stale), shape, devices, values, frozenset(self._notified))
             self._stale = set()
+            self._notified = set()
             self._flags = [False, False, False]
             return out
+
+    def poll_event(self, path: str) -> int:
+        """The kernfs event count of the file at ``path`` (symlinks followed): it moves each time
+        the model ``sysfs_notify()``s the attribute; a poll(2)er waits for it to change."""
+        if not self.sys.changes.events:       # nothing was ever notified: every count is 0
+            return 0
+        with self.sys.lock:
+            self._refresh()
+            real = self.realpath(path)
+            return self.sys.changes.events.get(real, 0) if real is not None else 0
 
     # ------------------------------------------------------------------ resolution
     def _listing(self, real: str, node: KDir) -> dict:
@@ -324,6 +362,53 @@ class Sysfs:
                     self.sys.changes.values()
             return len(data)
 
+    def truncate(self, path: str) -> None:
+        """truncate(2) / open(O_TRUNC): a no-op on attributes, except files whose truncate does
+        something (tracefs ``trace`` clears its buffer, ``set_event`` disables every event)."""
+        with self.sys.lock:
+            self._refresh()
+            node = self._file(path)
+            fn = getattr(node, "truncate", None)
+            if fn is not None:
+                if not node.writable:
+                    raise KernelError(errno.EACCES, f"{path}: read-only file")
+                fn()
+                self.sys.changes.values()
+
+    def mkdir(self, path: str) -> None:
+        """mkdir(2): only directories that take new children accept it (tracefs ``instances/``);
+        EPERM elsewhere, like kernfs directories without a mkdir operation."""
+        with self.sys.lock:
+            self._refresh()
+            p = path.strip("/")
+            parent, _, name = p.rpartition("/")
+            pnode, _ = self._dir(parent)
+            if self._follow(p)[0] is not None:
+                raise KernelError(errno.EEXIST, f"{path}: exists")
+            fn = getattr(pnode, "mkdir", None)
+            if fn is None:
+                raise KernelError(errno.EPERM, f"{path}: mkdir not supported here")
+            fn(name)
+            self._refresh()
+
+    def rmdir(self, path: str) -> None:
+        """rmdir(2): only children of a directory that takes rmdir (tracefs ``instances/<name>``)."""
+        with self.sys.lock:
+            self._refresh()
+            p = path.strip("/")
+            parent, _, name = p.rpartition("/")
+            pnode, _ = self._dir(parent)
+            node, _ = self._locate(p)
+            if node is None:
+                raise KernelError(errno.ENOENT, f"{path}: no such directory")
+            if node.kind != S_DIR:
+                raise KernelError(errno.ENOTDIR, f"{path}: not a directory")
+            fn = getattr(pnode, "rmdir", None)
+            if fn is None:
+                raise KernelError(errno.EPERM, f"{path}: rmdir not supported here")
+            fn(name)
+            self._refresh()
+
     # ------------------------------------------------------------------ whole tree
     def walk(self, path: str = "") -> Iterator[tuple]:
         """(path, Entry) for every entry below ``path``, not following symlinks."""
@@ -351,6 +436,37 @@ class Sysfs:
         """/dev name -> (major, minor) of every char device the model has (``cxl/mem0``, ``dax0.0``)."""
         with self.sys.lock:
             return {d.devname: d.devt for d in self.sys.all_devices() if d.devt is not None and d.devname}
+
+
+    def ioctl_nodes(self) -> set:
+        """The /dev names of the char devices that take ioctls (a device class with ``ioctl``)."""
+        with self.sys.lock:
+            return {d.devname for d in self.sys.all_devices()
+                    if d.devt is not None and d.devname and callable(getattr(d, "ioctl", None))}
+
+    def ioctl(self, devname: str, cmd: int, arg: int, uaccess) -> int:
+        """ioctl(2) on ``/dev/<devname>``: the device's ``ioctl(cmd, arg, uaccess)`` return value.
+        KernelError: ENXIO when no device has that node any more (the kernel's dead-cdev answer),
+        ENOTTY when the device takes no ioctls, the device's errno otherwise; an unexpected
+        exception is an internal bug: EIO, with its traceback in the kernel log."""
+        with self.sys.lock:
+            self._refresh()
+            dev = next((d for d in self.sys.all_devices() if d.devt is not None and d.devname == devname), None)
+            if dev is None:
+                raise KernelError(errno.ENXIO, f"/dev/{devname}: no such device")
+            fn = getattr(dev, "ioctl", None)
+            if fn is None:
+                raise KernelError(errno.ENOTTY, f"/dev/{devname}: no ioctls")
+            try:
+                return int(fn(cmd, arg, uaccess))
+            except KernelError:
+                raise
+            except Exception as e:
+                self.sys.klog.warn_exception(f"ioctl {cmd:#x} on /dev/{devname}", e)
+                raise KernelError(errno.EIO, f"/dev/{devname}: internal error in ioctl {cmd:#x}: {e!r}") from e
+            finally:
+                self.sys.flush_work()
+                self.sys.changes.values()
 
 
 class StoreBuf(str):

@@ -20,12 +20,12 @@ from cxlsys.base.device import Device, device_add
 from cxlsys.base.module import Module
 from cxlsys.base.node import build_nodes
 from cxlsys.cxl.acpi import CxlAcpiDriver
-from cxlsys.cxl.core.pmem import pmem_drivers
 from cxlsys.cxl.core.port import CxlBus
 from cxlsys.cxl.core.region import CxlRegionDriver
 from cxlsys.cxl.mem import CxlMemDriver
 from cxlsys.cxl.mempolicy import CxlMempolicyDriver
 from cxlsys.cxl.pci import CxlPciDriver
+from cxlsys.cxl.pmem import pmem_drivers
 from cxlsys.cxl.port import CxlPortDriver
 from cxlsys.cxl_test import CxlMockMemDriver
 from cxlsys.dax.anon import AnonDaxDriver
@@ -34,10 +34,14 @@ from cxlsys.dax.cxl import CxlDaxRegionDriver
 from cxlsys.dax.kmem import KmemDriver
 from cxlsys.errors import KernelError
 from cxlsys.ida import IDA
+from cxlsys.kernel.timer import Timers
+from cxlsys.kernel.trace import Tracing
 from cxlsys.klog import KernelLog
 from cxlsys.machine import Machine
 from cxlsys.mm.memory_hotplug import MemoryHotplug, MemoryPolicy
 from cxlsys.mm.mempolicy import Mm
+from cxlsys.nvdimm import libnvdimm_init
+from cxlsys.nvdimm.pmem import nd_pmem_init
 from cxlsys.profile import DEFAULT, KernelProfile, resolve
 from cxlsys.topology import NodeCfg, Topology, load_topology
 
@@ -61,6 +65,8 @@ class System:
     params: dict = attrs.field(factory=dict)
     modules: dict = attrs.field(factory=dict)        # name -> Module (/sys/module)
     work: list = attrs.field(factory=list, repr=False)
+    timers: Timers = attrs.field(factory=Timers, repr=False)   # delayed work (cxlsys/kernel/timer.py)
+    tracing: Tracing = attrs.field(init=False, repr=False, default=attrs.Factory(Tracing, takes_self=True))
     cxl_port_ida: IDA = attrs.field(factory=lambda: IDA("cxl_port_ida"))
     cxl_memdev_ida: IDA = attrs.field(factory=lambda: IDA("cxl_memdev_ida", max=65535))
     memregion_ida: IDA = attrs.field(factory=lambda: IDA("memregion_ida"))
@@ -103,6 +109,7 @@ class System:
         self.memory.setup(system)
         build_nodes(self, system, topology.nodes if topology else [NodeCfg(id=0, cpus=[0, 1], memory=4 << 30)])
         # drivers (modules), in the order the kernel's module init would register them
+        nd_pmem_init(libnvdimm_init(self))        # libnvdimm (the nd bus), which cxl_pmem needs, and nd_pmem
         for drv in (CxlPortDriver(), CxlMemDriver(), CxlRegionDriver(), *pmem_drivers(), CxlDaxRegionDriver()):
             self.cxl_bus.register_driver(drv)
         self.buses["platform"].register_driver(CxlAcpiDriver())

@@ -3,6 +3,14 @@
 One JSON object per connection each way: ``{"cmd": "modprobe", "args": [...]}`` ->
 ``{"rc": 0, "out": "...", "err": "..."}``; the client is :func:`fuse_mount.client.request`.
 
+``{"cmd": "ioctl", "dev": "cxl/mem0", "request": N, "arg": N}`` is a conversation: while the model's
+ioctl runs, the daemon asks the caller for the process memory it touches —
+``{"op": "read", "addr": A, "len": N}`` -> ``{"data": "<hex>"}`` or ``{"errno": 14}``, and
+``{"op": "write", "addr": A, "data": "<hex>"}`` -> ``{"ok": true}`` or ``{"errno": 14}`` — and ends
+with ``{"rc": 0, "ret": N}`` or ``{"rc": 1, "errno": E}``.  The caller is the ``cxlsys run``
+interposer (:mod:`cxlsys.cli.interpose`), which reads and writes the traced process.
+``{"cmd": "chardev", "dev": "cxl/mem0"}`` -> ``{"rc": 0, "devt": [major, minor]}`` (rc 1 if gone).
+
 ``{"cmd": "mm", "fn": "alloc_candidates"|"set_mempolicy", "args": [...], "kwargs": {...}}`` calls the
 allocation oracle (``system.mm``, :func:`cxlsys.kernel_api.mm_call`): ``{"rc": 0, "out": <the result
 as JSON>}``, or ``rc`` 1 with ``"errno"`` (and ``"reason"``) for a kernel refusal, ``"exception"``
@@ -12,6 +20,7 @@ turns a reply back into the result or the exception.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -38,7 +47,7 @@ def serve(path: str, system, hooks: dict) -> threading.Thread:
             buf = recv_line(conn)
             try:
                 req = json.loads(buf or b"{}")
-                rep = dispatch(system, req, hooks)
+                rep = ioctl(system, req, conn, hooks) if req.get("cmd") == "ioctl" else dispatch(system, req, hooks)
             except Exception as e:  # the daemon must keep serving
                 rep = {"rc": 1, "out": "", "err": f"cxlsys: {type(e).__name__}: {e}\n"}
             conn.sendall(json.dumps(rep).encode() + b"\n")
@@ -54,6 +63,47 @@ def serve(path: str, system, hooks: dict) -> threading.Thread:
     t = threading.Thread(target=loop, daemon=True, name="cxlsys-control")
     t.start()
     return t
+
+
+class RemoteUserMemory:
+    """The caller's process memory, reached by asking the caller over the connection."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+
+    def _ask(self, msg: dict) -> dict:
+        self.conn.sendall(json.dumps(msg).encode() + b"\n")
+        rep = json.loads(recv_line(self.conn) or b"{}")
+        if "errno" in rep or not rep:
+            raise KernelError(rep.get("errno", errno.EFAULT), f"user memory: {msg['op']} at {msg['addr']:#x} faulted")
+        return rep
+
+    def copy_from_user(self, addr: int, n: int) -> bytes:
+        if n == 0:
+            return b""
+        return bytes.fromhex(self._ask({"op": "read", "addr": addr, "len": n})["data"])
+
+    def copy_to_user(self, addr: int, data: bytes) -> None:
+        if data:
+            self._ask({"op": "write", "addr": addr, "data": bytes(data).hex()})
+
+
+def ioctl(system, req: dict, conn: socket.socket, hooks: dict) -> dict:
+    pid = int(req.get("pid") or 0)
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+    except OSError:
+        comm = "<...>"
+    try:
+        with system.tracing.current(pid, comm):
+            ret = Sysfs(system).ioctl(str(req["dev"]), int(req["request"]), int(req["arg"]), RemoteUserMemory(conn))
+    except KernelError as e:
+        rep = {"rc": 1, "errno": e.errno}
+    else:
+        rep = {"rc": 0, "ret": ret}
+    hooks["changed"]()
+    return rep
 
 
 def dispatch(system, req: dict, hooks: dict) -> dict:
@@ -110,6 +160,9 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
         except (ValueError, TypeError) as e:
             return {"rc": 1, "out": None, "exception": type(e).__name__, "message": str(e),
                     "err": f"cxlsys: mm: {fn}: {type(e).__name__}: {e}\n"}
+    if cmd == "chardev":
+        devt = Sysfs(system).char_devices().get(str(req.get("dev")))
+        return {"rc": 0, "devt": list(devt)} if devt else {"rc": 1, "devt": None}
     if cmd == "ping":
         return {"rc": 0, "out": "pong\n", "err": ""}
     return {"rc": 2, "out": "", "err": f"cxlsys: unknown control command {cmd!r}\n"}

@@ -4,39 +4,48 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from typing import Optional
 
 from cxlsys.sysfs import Sysfs
 from fuse_mount import control
 from fuse_mount.ops import SysfsOps, mfusepy
 
+_created: dict = {}     # dev_root -> the node names sync_dev_nodes made there (so it removes only its own)
+
 
 def sync_dev_nodes(system, dev_root: str) -> None:
-    """Keep ``dev_root`` (the namespace's /dev) holding a char node per model char device."""
-    want = Sysfs(system).char_devices()
-    cxl_dir = os.path.join(dev_root, "cxl")
-    os.makedirs(cxl_dir, exist_ok=True)
-    # remove stale nodes we own: /dev/cxl/* and /dev/daxX.Y
-    for name in os.listdir(cxl_dir):
-        if f"cxl/{name}" not in want:
-            os.unlink(os.path.join(cxl_dir, name))
-    for name in os.listdir(dev_root):
-        if name.startswith("dax") and name not in want:
-            try:
-                os.unlink(os.path.join(dev_root, name))
-            except IsADirectoryError:
-                pass
+    """Keep ``dev_root`` (the namespace's /dev) holding a node per model char device: a char node,
+    or, for a device that takes ioctls, an empty regular file the ``cxlsys run`` interposer
+    (cxlsys/cli/interpose.py) makes look like one (no host driver owns the model's majors)."""
+    fs = Sysfs(system)
+    want = fs.char_devices()
+    ioctl_nodes = fs.ioctl_nodes()
+    mine = _created.setdefault(dev_root, set())
+    os.makedirs(os.path.join(dev_root, "cxl"), exist_ok=True)
+    for name in sorted(mine - set(want)):
+        try:
+            os.unlink(os.path.join(dev_root, name))
+        except FileNotFoundError:
+            pass
+        mine.discard(name)
     for name, (major, minor) in want.items():
         p = os.path.join(dev_root, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
         rdev = os.makedev(major, minor)
+        plain = name in ioctl_nodes
+        mine.add(name)
         try:
             st = os.lstat(p)
-            if stat.S_ISCHR(st.st_mode) and st.st_rdev == rdev:
+            if (stat.S_ISREG(st.st_mode) if plain else stat.S_ISCHR(st.st_mode) and st.st_rdev == rdev):
                 continue
             os.unlink(p)
         except FileNotFoundError:
             pass
-        os.mknod(p, 0o600 | stat.S_IFCHR, rdev)
+        if plain:
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        else:
+            os.mknod(p, 0o600 | stat.S_IFCHR, rdev)
 
 
 def sync_umockdev_nodes(system, dev_root: str) -> None:
@@ -67,6 +76,31 @@ def sync_umockdev_nodes(system, dev_root: str) -> None:
         os.symlink(target, link)
 
 
+def start_timer_thread(system, changed) -> threading.Thread:
+    """The kernel's timer softirq for the model: run delayed work (cxlsys/kernel/timer.py) when it
+    is due, under the system lock, then tell the mount what changed — a sanitize that ends while
+    nobody reads still shows ``disabled`` to the next cached read."""
+    wake = threading.Event()
+    system.timers.on_add = wake.set
+
+    def loop():
+        while True:
+            with system.lock:
+                deadline = system.timers.next_deadline()
+            wake.wait(None if deadline is None else max(0.0, deadline - system.timers.clock()))
+            wake.clear()
+            with system.lock:
+                ran = system.timers.run_due()
+                if ran:
+                    system.flush_work()
+            if ran:
+                changed()
+
+    t = threading.Thread(target=loop, daemon=True, name="cxlsys-timers")
+    t.start()
+    return t
+
+
 def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root: Optional[str] = None,
           cache: bool = True, foreground: bool = True, allow_other: bool = False, no_open: bool = False) -> None:
     fs = Sysfs(system)
@@ -81,6 +115,7 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
         devsync(dev_root)
     if control_path:
         control.serve(control_path, system, {"changed": ops.sync, "devsync": devsync})
+    start_timer_thread(system, ops.sync)
     opts = dict(foreground=foreground, fsname="cxlsys", subtype="cxlsys", default_permissions=True,
                 max_threads=16, nothreads=not os.environ.get("CXLSYS_THREADS"))
     if allow_other:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
 import stat
 import threading
 import time
@@ -23,6 +24,21 @@ _lib = mfusepy._libfuse
 _lib.fuse_get_context.restype = ctypes.POINTER(ctypes.c_void_p)
 _lib.fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
 _lib.fuse_invalidate_path.restype = ctypes.c_int
+_lib.fuse_notify_poll.argtypes = [ctypes.c_void_p]
+_lib.fuse_notify_poll.restype = ctypes.c_int
+_lib.fuse_pollhandle_destroy.argtypes = [ctypes.c_void_p]
+POLL_DEFAULT = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
+POLL_NOTIFIED = select.POLLERR | select.POLLPRI     # kernfs: the attribute was sysfs_notify()'d
+
+
+class _FuseContext(ctypes.Structure):
+    _fields_ = [("fuse", ctypes.c_void_p), ("uid", ctypes.c_uint), ("gid", ctypes.c_uint), ("pid", ctypes.c_int)]
+
+
+def caller_pid() -> int:
+    """The pid of the task whose request this handler thread is serving (fuse_get_context)."""
+    ctx = _lib.fuse_get_context()
+    return ctypes.cast(ctx, ctypes.POINTER(_FuseContext)).contents.pid if ctx else 0
 
 
 class SysfsOps(mfusepy.Operations):
@@ -43,6 +59,8 @@ class SysfsOps(mfusepy.Operations):
         if no_open:
             threading.Thread(target=self._deferred_invalidator, daemon=True, name="cxlsys-inval").start()
         self.on_change = on_change         # called when devices came or went (/dev node sync)
+        self._pollers: dict = {}           # real path -> poll handles waiting for a sysfs_notify
+        self._pollers_lock = threading.Lock()
         self.fuse_ptr = None
         self.fs.sync()
         self.t0 = int(time.time() * 1e9)
@@ -95,6 +113,12 @@ class SysfsOps(mfusepy.Operations):
                     self._served.pop(exclude, None)
                 self._deferred.append(exclude)
                 self._kick.set()
+        if ch.notified:
+            with self._pollers_lock:
+                woken = [ph for p in ch.notified for ph in self._pollers.pop(p, ())]
+            for ph in woken:
+                _lib.fuse_notify_poll(ph)
+                _lib.fuse_pollhandle_destroy(ph)
         if ch.devices and self.on_change is not None:
             self.on_change()
 
@@ -152,9 +176,27 @@ class SysfsOps(mfusepy.Operations):
         acc = fi.flags & os.O_ACCMODE
         if acc in (os.O_RDONLY, os.O_RDWR) and not e.readable:
             raise mfusepy.FuseOSError(errno.EACCES)
-        if acc in (os.O_WRONLY, os.O_RDWR) and not e.writable:
+        if acc == os.O_WRONLY and not e.writable or acc == os.O_RDWR and not (e.writable or e.rdwr_open):
             raise mfusepy.FuseOSError(errno.EACCES)
         fi.direct_io = 1
+        fi.fh = self.fs.poll_event(path) + 1     # kernfs: the event count this open has seen
+        return 0
+
+    def poll(self, path, fh, ph, reventsp):
+        """kernfs_fop_poll: ready for reading always; POLLERR|POLLPRI once the attribute was
+        notified after this open.  Otherwise the handle waits until :meth:`sync` sees the notify.
+        (kernfs also moves an open's event on every read; here it is the one seen at open.)"""
+        seen = (fh.fh - 1) if fh is not None and fh.fh else 0
+        real = self.fs.realpath(path) or path.strip("/")
+        mask = POLL_DEFAULT
+        if self.fs.poll_event(path) != seen:
+            mask |= POLL_NOTIFIED
+            if ph:
+                _lib.fuse_pollhandle_destroy(ph)
+        elif ph:
+            with self._pollers_lock:
+                self._pollers.setdefault(real, []).append(ph)
+        reventsp[0] = mask
         return 0
 
     # No per-open state: each read renders the attribute (show) and returns the slice asked
@@ -177,7 +219,8 @@ class SysfsOps(mfusepy.Operations):
     def write(self, path, data, offset, fh):
         p = path.strip("/")
         try:
-            n = self.fs.write(p, data, offset)
+            with self._as_caller():
+                n = self.fs.write(p, data, offset)
         except KernelError as err:
             self.sync(exclude=p)
             raise mfusepy.FuseOSError(err.errno)
@@ -185,9 +228,41 @@ class SysfsOps(mfusepy.Operations):
         return n
 
     def truncate(self, path, length, fh=None):
-        if self.fs.lookup(path) is None:
-            raise mfusepy.FuseOSError(errno.ENOENT)
+        try:
+            with self._as_caller():
+                self.fs.truncate(path)
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
+        self.sync()
         return 0
+
+    def mkdir(self, path, mode):
+        try:
+            with self._as_caller():
+                self.fs.mkdir(path)
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
+        self.sync()
+        return 0
+
+    def rmdir(self, path):
+        try:
+            with self._as_caller():
+                self.fs.rmdir(path)
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
+        self.sync()
+        return 0
+
+    def _as_caller(self):
+        """Charge what this request does (trace events) to the calling task, as the kernel would."""
+        pid = caller_pid()
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            comm = "<...>"
+        return self.sys.tracing.current(pid, comm)
 
     def chmod(self, path, mode):
         raise mfusepy.FuseOSError(errno.EPERM)

@@ -35,13 +35,14 @@ class ChangeSet:
     everything: bool      # compare every directory served so far
     devices: bool         # a device came or went (char device nodes may need syncing)
     values: bool          # some attribute value may have changed
+    notified: list = attrs.field(factory=list)   # sysfs paths sysfs_notify()'d (pollers to wake)
 
     @property
     def shape(self) -> bool:
         return bool(self.owners or self.removed or self.everything)
 
 
-EV_TOUCH, EV_ADD, EV_DEL, EV_ALL, EV_VALUES = range(5)
+EV_TOUCH, EV_ADD, EV_DEL, EV_ALL, EV_VALUES, EV_NOTIFY = range(6)
 
 
 @attrs.define
@@ -56,6 +57,7 @@ class ChangeTracker:
     value_gen: int = 0            # bumped when some attribute value may have changed
     floor: int = 0                # gen of the oldest report still in the log
     log: list = attrs.field(factory=list)     # (kind, owners..., removed path | None)
+    events: dict = attrs.field(factory=dict)  # sysfs path -> kernfs event count (sysfs_notify)
 
     def _add(self, kind: int, owners=(), path=None) -> None:
         self.log.append((kind, tuple(owners), path))
@@ -80,24 +82,33 @@ class ChangeTracker:
     def device_removed(self, dev, path: str, related) -> None:
         self._add(EV_DEL, related, path)
 
+    def notify(self, path: str) -> None:
+        """kernfs_notify(): the attribute at ``path`` (below /sys) has news for poll(2)ers — its
+        event count moves (a poller that opened it before sees POLLERR|POLLPRI)."""
+        self.events[path] = self.events.get(path, 0) + 1
+        self._add(EV_NOTIFY, (), path)
+
     def everything(self) -> None:
         self._add(EV_ALL)
 
     def since(self, gen: int) -> ChangeSet:
         """The reports after position ``gen`` (a consumer's last ``self.gen``)."""
         if gen < self.floor:
-            return ChangeSet([], [], True, True, True)
+            return ChangeSet([], [], True, True, True, list(self.events))
         owners: dict = {}
         removed: list = []
+        notified: list = []
         everything = devices = values = False
         for kind, objs, path in self.log[gen - self.floor:]:
             for o in objs:
                 owners[id(o)] = o
             if kind in (EV_ADD, EV_DEL):
                 devices = True
-            if path is not None:
+            if kind == EV_NOTIFY:
+                notified.append(path)
+            elif path is not None:
                 removed.append(path)
             if kind == EV_ALL:
                 everything = devices = True
             values = True
-        return ChangeSet(list(owners.values()), removed, everything, devices, values)
+        return ChangeSet(list(owners.values()), removed, everything, devices, values, notified)

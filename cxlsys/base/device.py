@@ -146,6 +146,10 @@ class Device:
         """Extra symlinks in this device's directory: name -> Device or '/sys'-relative path."""
         return {}
 
+    def sysfs_notify(self, attr: str) -> None:
+        """sysfs_notify(&dev->kobj, group, attr): wake poll(2)ers of ``attr`` (``"security/state"``)."""
+        self.sys.changes.notify(f"{self.path}/{attr}")
+
     def linked_from(self) -> tuple:
         """Other devices whose directories hold a link to this one (besides the bus and driver
         directories): they list differently when this device comes or goes."""
@@ -333,6 +337,9 @@ def _listers(dev: Device) -> tuple:
         out.append(dev.bus)
     if dev.devt is not None:
         out.append(DEV_CHAR)
+    cls = getattr(dev, "dev_class", None)
+    if cls:
+        out += [CLASSES, SysfsDir(f"class/{cls}")]
     return tuple(out) + tuple(dev.linked_from())
 
 
@@ -348,3 +355,4 @@ class SysfsDir:
 
 TOP_DEVICES = SysfsDir("devices")
 DEV_CHAR = SysfsDir("dev/char")
+CLASSES = SysfsDir("class")          # /sys/class/<class>/<dev>: links to devices whose dev_class is set

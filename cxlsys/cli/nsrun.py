@@ -15,13 +15,15 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Optional
 
+from cxlsys.cli.interpose import ControlIoctl, Supervisor, install_filter
 from cxlsys.sysfs import CXLSYS_DIR
 from fuse_mount.client import request
 
@@ -132,15 +134,55 @@ def _wait_mounted(pid: int, mnt: str, ctl: str, work: str) -> bool:
     return True
 
 
-def _run_child(cmd: list, env: dict) -> int:
-    """Run CMD, forwarding INT/TERM/HUP/QUIT to it; its exit status (128+signal if killed)."""
+TRACING = "/sys/kernel/tracing"
+
+
+def _mount_tracing(mnt: str) -> list:
+    """libtracefs (``cxl list --media-errors``, ``cxl monitor``) finds tracing through a
+    ``tracefs`` line in /proc/mounts, and mounts the real tracefs itself when there is none.  So
+    mount one at /sys/kernel/tracing (hidden, never read) and bind the model's tracing tree on
+    top: /proc/mounts names tracefs there, every path under it is the model's.  What to unmount."""
+    out = []
+    try:
+        mount("nodev", TRACING, "tracefs", 0)
+        out.append(TRACING)
+    except OSError:
+        pass                     # no tracefs in this kernel: libtracefs falls back to debugfs or gives up
+    mount(os.path.join(mnt, "kernel", "tracing"), TRACING, None, MS_BIND)
+    return [TRACING] + out
+
+
+def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None) -> int:
+    """Run CMD, forwarding INT/TERM/HUP/QUIT to it; its exit status (128+signal if killed).
+    ``interpose = (control socket, [node roots])``: CMD runs under the ioctl interposer's seccomp
+    filter (:mod:`cxlsys.cli.interpose`), supervised from a thread here."""
+    pair = socket.socketpair() if interpose else None
     child = os.fork()
     if child == 0:
         try:
+            if pair is not None:
+                pair[0].close()
+                try:
+                    listener = install_filter(no_new_privs=os.geteuid() != 0)
+                    socket.send_fds(pair[1], [b"ok"], [listener])
+                    os.close(listener)
+                except OSError as e:
+                    pair[1].sendall(f"cxlsys run: no ioctl interposer ({e.strerror}): ioctls on the model's "
+                                    "/dev nodes will fail\n".encode())
+                pair[1].close()
             os.execvpe(cmd[0], cmd, env)
         except OSError as e:
             sys.stderr.write(f"cxlsys run: {cmd[0]}: {e.strerror}\n")
         os._exit(127)
+    if pair is not None and interpose is not None:
+        pair[1].close()
+        msg, fds, _, _ = socket.recv_fds(pair[0], 4096, 1)
+        pair[0].close()
+        if fds:
+            link = ControlIoctl(interpose[0])
+            Supervisor(fds[0], interpose[1], link.ioctl, link.devt).start()
+        elif msg:
+            sys.stderr.write(msg.decode(errors="replace"))
 
     def fwd(sig, _frame):
         os.kill(child, sig)
@@ -155,6 +197,10 @@ def _run_child(cmd: list, env: dict) -> int:
             continue
     rc = os.waitstatus_to_exitcode(status)
     return 128 - rc if rc < 0 else rc
+
+
+def _interpose(ctl: str, roots: list) -> Optional[tuple]:
+    return None if os.environ.get("CXLSYS_NO_INTERPOSE") else (ctl, roots)
 
 
 def _stop_daemon(pid: int) -> None:
@@ -210,17 +256,19 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
         if served is None:
             return 1
         work, mnt, hostdev, ctl = served
+        tracing: list = []
         try:
             mount("/dev", hostdev, None, MS_BIND | MS_REC)
             mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
             _populate_dev(hostdev, "/dev")
             mount(mnt, "/sys", None, MS_BIND)
+            tracing = _mount_tracing(mnt)
             for f in PROC_FILES:         # the model's /proc/meminfo and /proc/iomem
                 mount(os.path.join(mnt, CXLSYS_DIR, "proc", f), f"/proc/{f}", None, MS_BIND)
             request(ctl, {"cmd": "devsync", "root": "/dev"})
-            return _run_child(cmd, _env(work, ctl))
+            return _run_child(cmd, _env(work, ctl), _interpose(ctl, ["/dev"]))
         finally:
-            for m in [f"/proc/{f}" for f in PROC_FILES] + ["/sys", "/dev", hostdev, mnt]:
+            for m in [f"/proc/{f}" for f in PROC_FILES] + tracing + ["/sys", "/dev", hostdev, mnt]:
                 umount(m)
 
 
@@ -238,6 +286,6 @@ def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
             env = _env(work, ctl)
             env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)
             env["UMOCKDEV_DIR"] = work
-            return _run_child(cmd, env)
+            return _run_child(cmd, env, _interpose(ctl, [dev]))
         finally:
             subprocess.call(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)

@@ -1,4 +1,8 @@
-"""drivers/cxl/mem.c: the cxl_mem driver — a memdev finds its ports and gets an endpoint."""
+"""drivers/cxl/mem.c: the cxl_mem driver — a memdev finds its ports and gets an endpoint.
+
+While bound it adds ``trigger_poison_list`` to the memdev (a driver attribute, for devices whose
+CEL has Get Poison List) and the debugfs directory ``cxl/memN/`` (``dpamem``, and
+``inject_poison`` / ``clear_poison`` when the device has those commands; see cxlsys.debugfs)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import errno
 import attrs
 
 from cxlsys.base.bus import Driver
-from cxlsys.base.device import Device
+from cxlsys.base.device import Attr, AttrGroup, Device, SysfsDir
+from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core.bi import bi_setup
-from cxlsys.cxl.core.memdev import CxlMemdev
+from cxlsys.cxl.core.memdev import CxlMemdev, cxl_trigger_poison_list
 from cxlsys.cxl.core.pmem import devm_cxl_add_nvdimm
 from cxlsys.cxl.core.port import cxl_detach_ep, devm_cxl_add_port, find_cxl_port_by_uport, find_dport, unregister_port
 from cxlsys.errors import KernelError
+from cxlsys.kstrto import kstrtobool
 
 
 def _ensure_dport(md: CxlMemdev, dport_dev):
@@ -53,6 +59,24 @@ def delete_endpoint(md: CxlMemdev, endpoint_parent) -> None:
     cxl_detach_ep(md)
 
 
+def trigger_poison_list_store(md: CxlMemdev, buf: str) -> None:
+    try:
+        trigger = kstrtobool(buf)
+    except KernelError:
+        trigger = False
+    if not trigger:
+        raise KernelError(errno.EINVAL, f"{md.name}: trigger_poison_list: expected a true value")
+    cxl_trigger_poison_list(md)
+
+
+# cxl_mem_groups: the driver's dev_groups; cxl_mem_visible() shows the file to devices whose CEL
+# has Get Poison List (see CxlMemDriver.dev_groups)
+cxl_mem_group = AttrGroup([Attr("trigger_poison_list", 0o200, None, trigger_poison_list_store)])
+
+
+CXL_DEBUGFS = SysfsDir("kernel/debug/cxl")      # /sys/kernel/debug/cxl (cxlsys/debugfs.py lists it)
+
+
 @attrs.define(eq=False, kw_only=True)
 class CxlMemDriver(Driver):
     name: str = "cxl_mem"
@@ -61,9 +85,17 @@ class CxlMemDriver(Driver):
     def match(self, dev) -> bool:
         return isinstance(dev, CxlMemdev)
 
+    def dev_groups(self, dev: Device) -> tuple:
+        if isinstance(dev, CxlMemdev) and M.CXL_POISON_ENABLED_LIST in dev.mds.poison.enabled_cmds:
+            return (cxl_mem_group,)
+        return ()
+
     def probe(self, md: Device) -> None:
         assert isinstance(md, CxlMemdev)        # match() accepts memdevs only
         assert md.parent is not None            # a memdev sits below its host device (devm_cxl_add_memdev)
+        # cxl_debugfs_create_dir(memN): its listing follows the binding; report both transitions
+        md.sys.changes.touch(CXL_DEBUGFS)
+        md.devm_add_action(lambda: md.sys.changes.touch(CXL_DEBUGFS), "remove_debugfs")
         dport_dev = md.parent.parent
         if dport_dev is None:
             raise KernelError(errno.ENXIO, f"{md.name}: CXL port topology not found")

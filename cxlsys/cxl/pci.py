@@ -1,4 +1,11 @@
-"""drivers/cxl/pci.c: the cxl_pci driver — binds CXL memory-device class functions and adds ``memN``."""
+"""drivers/cxl/pci.c: the cxl_pci driver — binds CXL memory-device class functions and adds ``memN``.
+
+Its probe is :meth:`cxlsys.machine.Machine.probe_memdev`: the mailbox core's probe sequence
+(enumerate the CEL, identify, partition info, add the memdev, firmware upload, sanitize notifier,
+event records) against the function's device model — for now cxl_test's mock memory device
+(cxlsys/cxl_test/mem.py) for every topology, so a QEMU-style PCI function's mailbox answers like
+the mock's (its capacities, serial, LSA size, payload size and firmware revision from the topology).
+"""
 
 from __future__ import annotations
 

@@ -1,33 +1,54 @@
-"""drivers/cxl/core/memdev.c: ``memN`` — a CXL memory device and its sysfs.
+"""drivers/cxl/core/memdev.c (Linux 6.12): ``memN`` — a CXL memory device, its sysfs, its char
+device ``/dev/cxl/memN`` and the memdev halves of poison, sanitize and firmware update.
 
-Memdevs have no devtype/modalias files (their uevent still names them), a char
-device ``/dev/cxl/memN`` (major 245 here, minor = id), partition groups ``ram/``
-and ``pmem/``, ``security/``, and a firmware-upload class device
-``firmware/memN/``.
+What the files show comes from the driver's :class:`~cxlsys.cxl.cxlmem.CxlMemdevState` (what the
+device answered over its mailbox at probe); :class:`MemdevInfo` is the device model's
+configuration (what a mock answers) plus the properties no mailbox command reports.
+
+Also here, for want of their own module:
+
+* ``firmware/memN/`` — the firmware upload class device of drivers/base/firmware_loader
+  (sysfs.c + sysfs_upload.c: ``loading``, ``data``, ``status``, ``error``, ``remaining_size``,
+  ``cancel``), whose upload worker runs as delayed work on ``sys.timers``; and cxl's fw_upload ops;
+* the DPA-to-region/HPA translation and the per-endpoint poison walk of drivers/cxl/core/region.c
+  (``cxl_dpa_to_region``, ``cxl_dpa_to_hpa``, ``cxl_get_poison_by_endpoint``).
 """
 
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import attrs
 
 from cxlsys.base.device import RO, RW, WO, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.cxl import cxl as C
+from cxlsys.cxl import cxlmem as M
+from cxlsys.cxl.core import mbox as MB
 from cxlsys.errors import KernelError
+from cxlsys.kernfs import KBinFile
 from cxlsys.kstrto import kstrtobool
+from cxlsys.uapi import cxl_mem as U
 
 if TYPE_CHECKING:  # pragma: no cover - forward declarations (port.py and hdm.py sit above this file)
     from cxlsys.cxl.core.hdm import HdmCap
     from cxlsys.cxl.core.port import CxlPort
+    from cxlsys.kernel.timer import TimerHandle
+    from cxlsys.kernel.uaccess import UserMemory
 
 CXL_MEM_MAJOR = 245
+ULLONG_MAX = (1 << 64) - 1
 
 
 @attrs.define(eq=False, kw_only=True)
 class MemdevInfo:
-    """What the device reports over its mailbox (IDENTIFY, partition info, ...)."""
+    """The memory device as the topology describes it.
+
+    ``qos_class``, ``hdm_db``, ``device_type``, ``flit`` and ``rcd`` are properties the mailbox does
+    not report (CDAT/QTG, DVSEC, link state).  The rest configure the device model — what its
+    IDENTIFY, partition info and CEL answer (``ram_size``/``pmem_size``, ``serial``, ``lsa_size``,
+    ``payload_max``, ``firmware_version``, ``poison``, ``sanitize``); the kernel's view of them
+    is the memdev's :class:`~cxlsys.cxl.cxlmem.CxlMemdevState`."""
 
     ram_size: int = 0
     pmem_size: int = 0
@@ -40,8 +61,8 @@ class MemdevInfo:
     device_type: int = 3           # CXL type 2 or 3
     flit: int = 68                 # link flit mode, 68 or 256
     rcd: bool = False
-    poison: bool = True
-    sanitize: bool = True
+    poison: bool = True            # the device lists the poison commands in its CEL
+    sanitize: bool = True          # ... and Sanitize
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -50,21 +71,24 @@ class CxlMemdev(Device):
     devtype = "cxl_memdev"
     id: int = 0
     info: MemdevInfo = attrs.field(factory=MemdevInfo, repr=False)
+    mds: M.CxlMemdevState = attrs.field(factory=M.CxlMemdevState, repr=False)
+    cxlds: Optional[M.CxlMemdevState] = attrs.field(default=None, repr=False)   # None once shut down
     endpoint: CxlPort | None = attrs.field(default=None, repr=False)
     hdm: HdmCap | None = attrs.field(default=None, repr=False)     # the device's HDM registers
-    security_state: str = "disabled"
     bi_id: int | None = None               # Back-Invalidate ID (HDM-DB devices, BI profile)
     bi_enabled: bool = False
     bi_path_cache: list = attrs.field(factory=list, repr=False)
 
     groups = (
         AttrGroup([RO("serial"), RO("firmware_version"), RO("payload_max"), RO("label_storage_size"),
-                   RO("numa_node"), WO("trigger_poison_list")], is_visible="memdev_visible"),
+                   RO("numa_node")]),
         AttrGroup([RO("size", "ram_size_show"), RO("qos_class", "ram_qos_class_show")], name="ram",
                   is_visible="ram_visible"),
         AttrGroup([RO("size", "pmem_size_show"), RO("qos_class", "pmem_qos_class_show")], name="pmem",
                   is_visible="pmem_visible"),
-        AttrGroup([RO("state", "security_state_show"), WO("sanitize", "security_sanitize_store")], name="security"),
+        AttrGroup([RO("state", "security_state_show"), WO("sanitize", "security_sanitize_store"),
+                   WO("erase", "security_erase_store")], name="security",
+                  is_visible="cxl_memdev_security_visible"),
     )
 
     def modalias(self) -> str:
@@ -75,18 +99,13 @@ class CxlMemdev(Device):
 
     @property
     def ram_size(self) -> int:
-        return self.info.ram_size
+        return self.mds.ram_res.size
 
     @property
     def pmem_size(self) -> int:
-        return self.info.pmem_size
+        return self.mds.pmem_res.size
 
-    def memdev_visible(self, attr: Attr) -> int:
-        if attr.name == "trigger_poison_list" and (not self.info.poison or self.driver is None
-                                                    or self.driver.name != "cxl_mem"):
-            return 0      # a cxl_mem driver attribute: present only while bound
-        return attr.mode
-
+    # ----- visibility
     def ram_visible(self, attr: Attr) -> int:
         if attr.name == "qos_class" and (self.info.qos_class < 0 or not self.ram_size):
             return 0
@@ -97,50 +116,353 @@ class CxlMemdev(Device):
             return 0
         return attr.mode
 
-    def serial_show(self):
-        return f"{self.info.serial:#x}\n" if self.info.serial else "0x0\n"
+    def cxl_memdev_security_visible(self, attr: Attr) -> int:
+        sec = self.mds.security.enabled_cmds
+        if attr.name == "sanitize" and M.CXL_SEC_ENABLED_SANITIZE not in sec:
+            return 0
+        if attr.name == "erase" and M.CXL_SEC_ENABLED_SECURE_ERASE not in sec:
+            return 0
+        return attr.mode
 
-    def firmware_version_show(self):
-        return f"{self.info.firmware_version[:16]}\n"
+    # ----- shows
+    def serial_show(self) -> str:
+        return f"{self.mds.serial:#x}\n" if self.mds.serial else "0x0\n"
 
-    def payload_max_show(self):
-        return f"{self.info.payload_max}\n"
+    def firmware_version_show(self) -> str:
+        return self.mds.firmware_version[:16].split(b"\0", 1)[0].decode("latin-1") + "\n"     # "%.16s"
 
-    def label_storage_size_show(self):
-        return f"{self.info.lsa_size}\n"
+    def payload_max_show(self) -> str:
+        return f"{self.mds.payload_size}\n"
 
-    def numa_node_show(self):
+    def label_storage_size_show(self) -> str:
+        return f"{self.mds.lsa_size}\n"
+
+    def numa_node_show(self) -> str:
         return f"{self.numa_node}\n"
 
-    def ram_size_show(self):
+    def ram_size_show(self) -> str:
         return f"{self.ram_size:#x}\n" if self.ram_size else "0x0\n"
 
-    def pmem_size_show(self):
+    def pmem_size_show(self) -> str:
         return f"{self.pmem_size:#x}\n" if self.pmem_size else "0x0\n"
 
-    def ram_qos_class_show(self):
+    def ram_qos_class_show(self) -> str:
         return f"{self.info.qos_class}\n"
 
     pmem_qos_class_show = ram_qos_class_show
 
-    def security_state_show(self):
-        return f"{self.security_state}\n"
+    def security_state_show(self) -> str:
+        """sanitize while one runs, else from the security state bits: disabled (no user
+        passphrase), frozen (frozen or a passphrase retry limit hit), locked, unlocked."""
+        sec = self.mds.security
+        if sec.sanitize_active:
+            return "sanitize\n"
+        state = sec.state
+        if not state & M.CXL_PMEM_SEC_STATE_USER_PASS_SET:
+            return "disabled\n"
+        if state & (M.CXL_PMEM_SEC_STATE_FROZEN | M.CXL_PMEM_SEC_STATE_MASTER_PLIMIT
+                    | M.CXL_PMEM_SEC_STATE_USER_PLIMIT):
+            return "frozen\n"
+        if state & M.CXL_PMEM_SEC_STATE_LOCKED:
+            return "locked\n"
+        return "unlocked\n"
 
+    # ----- stores
     def security_sanitize_store(self, buf: str) -> None:
-        if not kstrtobool(buf):
-            raise KernelError(errno.EINVAL, f"{self.name}: sanitize: expected true")
-        ep = self.endpoint
-        if ep is None:
-            raise KernelError(errno.EBUSY, f"{self.name}: sanitize: no endpoint")
-        if ep.commit_end >= 0:
-            raise KernelError(errno.EBUSY, f"{self.name}: sanitize: decoders are committed (region member)")
-        raise KernelError(errno.EOPNOTSUPP, f"{self.name}: sanitize: mailbox emulation not implemented yet")
+        if not _strtobool(buf):
+            raise KernelError(errno.EINVAL, f"{self.name}: sanitize: expected a true value")
+        MB.cxl_mem_sanitize(self, M.CXL_MBOX_OP_SANITIZE)
 
-    def trigger_poison_list_store(self, buf: str) -> None:
-        if not kstrtobool(buf):
-            raise KernelError(errno.EINVAL, f"{self.name}: trigger_poison_list: expected true")
-        if self.endpoint is None:
-            raise KernelError(errno.EINVAL, f"{self.name}: trigger_poison_list: no endpoint")
+    def security_erase_store(self, buf: str) -> None:
+        if not _strtobool(buf):
+            raise KernelError(errno.EINVAL, f"{self.name}: erase: expected a true value")
+        MB.cxl_mem_sanitize(self, M.CXL_MBOX_OP_SECURE_ERASE)
+
+    # ----- the char device
+    def ioctl(self, cmd: int, arg: int, uaccess: UserMemory) -> int:
+        """cxl_memdev_ioctl(): ENXIO once the memdev is shut down, ENOTTY for an unknown ioctl."""
+        cxlds = self.cxlds
+        if cxlds is None or cxlds.type != M.CXL_DEVTYPE_CLASSMEM:
+            raise KernelError(errno.ENXIO, f"{self.name}: device is gone")
+        if cmd == U.CXL_MEM_QUERY_COMMANDS:
+            return MB.cxl_query_cmd(self, arg, uaccess)
+        if cmd == U.CXL_MEM_SEND_COMMAND:
+            return MB.cxl_send_cmd(self, arg, uaccess)
+        raise KernelError(errno.ENOTTY, f"{self.name}: unknown ioctl {cmd:#x}")
+
+
+def _strtobool(buf: str) -> bool:
+    """kstrtobool() where a parse error and false are the same refusal."""
+    try:
+        return kstrtobool(buf)
+    except KernelError:
+        return False
+
+
+def set_exclusive_cxl_commands(mds: M.CxlMemdevState, cmds: set) -> None:
+    """Take command ids away from user space (CXL_MEM_SEND_COMMAND answers EBUSY for them)."""
+    mds.mbox.exclusive_cmds |= set(cmds)
+
+
+def clear_exclusive_cxl_commands(mds: M.CxlMemdevState, cmds: set) -> None:
+    mds.mbox.exclusive_cmds -= set(cmds)
+
+
+# ============================================================================ region.c: DPA -> region/HPA
+
+def _ep_decoders(port) -> list:
+    from cxlsys.cxl.core.port import CxlEndpointDecoder
+
+    return sorted((d for d in port.decoders.values() if isinstance(d, CxlEndpointDecoder)), key=lambda d: d.id)
+
+
+def cxl_dpa_to_region(cxlmd: CxlMemdev, dpa: int):
+    """The region of the endpoint decoder whose DPA range holds ``dpa`` (None: unmapped, or the
+    decoder has no region yet); only looked for while some decoder is committed."""
+    port = cxlmd.endpoint
+    if port is None or MB.cxl_num_decoders_committed(port) == 0:
+        return None
+    for dec in _ep_decoders(port):
+        if dec.dpa_start is None or not dec.dpa_size:
+            continue
+        if dec.dpa_start <= dpa <= dec.dpa_start + dec.dpa_size - 1:
+            return dec.region
+    return None
+
+
+def cxl_xor_hpa_to_spa(root, hpa: int) -> int:
+    """acpi.c's hpa_to_spa for XOR windows: restore each map's position bit to the XOR of the bits
+    the map selects (no maps for host-bridge ways 1 and 3)."""
+    hbiw = root.interleave_ways
+    if hbiw in (1, 3):
+        return hpa
+    for m in root.xormaps:
+        if not m:
+            continue
+        pos = (m & -m).bit_length() - 1
+        val = bin(hpa & m).count("1") & 1
+        hpa = (hpa & ~(1 << pos)) | (val << pos)
+    return hpa
+
+
+def cxl_dpa_to_hpa(cxlr, cxlmd: CxlMemdev, dpa: int) -> int:
+    """The host physical address of ``dpa`` of ``cxlmd`` in region ``cxlr`` (CXL 3.0 8.2.4.19.13
+    device decode, reversed); ULLONG_MAX when the memdev is no target of the region or the result
+    falls outside it."""
+    if cxlr is None or cxlr.hpa_start is None:
+        return ULLONG_MAX
+    cxled = next((t for t in cxlr.targets[: cxlr.nr_targets] if t is not None and t.memdev is cxlmd), None)
+    if cxled is None or cxled.dpa_start is None:
+        return ULLONG_MAX
+    pos = cxled.pos
+    ways, gran = cxlr.interleave_ways, cxlr.interleave_granularity
+    try:
+        eiw, eig = C.ways_to_eiw(ways), C.granularity_to_eig(gran)
+    except KernelError:
+        return ULLONG_MAX
+    dpa_offset = dpa - cxled.dpa_start
+    mask_upper = ((1 << 52) - 1) & ~((1 << (eig + 8)) - 1)         # GENMASK_ULL(51, eig + 8)
+    if eiw < 8:
+        hpa_offset = (dpa_offset & mask_upper) << eiw
+        hpa_offset |= pos << (eig + 8)
+    else:
+        bits_upper = ((dpa_offset & mask_upper) >> (eig + 8)) * 3
+        hpa_offset = ((bits_upper << (eiw - 8)) + pos) << (eig + 8)
+    hpa_offset |= dpa_offset & ((1 << (eig + 8)) - 1)
+    hpa = hpa_offset + cxlr.hpa_start
+    xor = cxlr.root.interleave_arithmetic == C.ARITH_XOR
+    if xor:
+        hpa = cxl_xor_hpa_to_spa(cxlr.root, hpa)
+    if hpa < cxlr.hpa_start or hpa > cxlr.hpa_start + cxlr.hpa_size - 1:
+        return ULLONG_MAX
+    if not xor:           # cxl_is_hpa_in_chunk(): the chunk of the address is the target's
+        off = (hpa - cxlr.hpa_start) % (gran * ways)
+        if not pos * gran <= off < (pos + 1) * gran:
+            return ULLONG_MAX
+    return hpa
+
+
+def cxl_get_poison_unmapped(cxlmd: CxlMemdev, mode: str, offset: int) -> None:
+    """Poison of what no committed decoder maps: the rest of ram then pmem (after a ram decoder),
+    or the rest of pmem (after a pmem decoder)."""
+    mds = cxlmd.mds
+    if mode == C.MODE_RAM:
+        try:
+            MB.cxl_mem_get_poison(cxlmd, offset, mds.ram_res.size - offset, None)
+        except KernelError as e:
+            if e.errno != errno.EFAULT:
+                raise
+    if mode == C.MODE_PMEM:
+        length = mds.dpa_res.size - offset
+        if not length:
+            return
+    elif mds.pmem_res.size:
+        offset, length = mds.pmem_res.start, mds.pmem_res.size
+    else:
+        return
+    MB.cxl_mem_get_poison(cxlmd, offset, length, None)
+
+
+def cxl_get_poison_by_endpoint(port) -> None:
+    """Poison per endpoint decoder (each with its region), up to the last committed one, then of
+    the DPA no decoder maps."""
+    cxlmd = port.uport
+    ctx: Optional[tuple[str, int]] = None
+    for dec in _ep_decoders(port):
+        if dec.dpa_start is None or not dec.dpa_size:
+            continue
+        if dec.mode == C.MODE_MIXED:       # ram and pmem must be read separately
+            cxlmd.sys.klog.dev_dbg(dec, "poison list read unsupported in mixed mode")
+            continue
+
+        def get(offset: int, length: int, cxlr) -> None:
+            try:
+                MB.cxl_mem_get_poison(cxlmd, offset, length, cxlr)
+            except KernelError as e:
+                if not (e.errno == errno.EFAULT and dec.mode == C.MODE_RAM):
+                    raise
+
+        if dec.skip:
+            get(dec.dpa_start - dec.skip, dec.skip, None)
+        get(dec.dpa_start, dec.dpa_size, dec.region)
+        if dec.id == port.commit_end:
+            ctx = (dec.mode, dec.dpa_start + dec.dpa_size)
+            break
+    if ctx is not None:
+        cxl_get_poison_unmapped(cxlmd, *ctx)
+
+
+def cxl_get_poison_by_memdev(cxlmd: CxlMemdev) -> None:
+    """Poison of the whole device, pmem and ram read separately (CXL 3.0 8.2.9.8.4.1)."""
+    mds = cxlmd.mds
+    if mds.pmem_res.size:
+        MB.cxl_mem_get_poison(cxlmd, mds.pmem_res.start, mds.pmem_res.size, None)
+    if mds.ram_res.size:
+        try:
+            MB.cxl_mem_get_poison(cxlmd, mds.ram_res.start, mds.ram_res.size, None)
+        except KernelError as e:
+            if e.errno != errno.EFAULT:      # an invalid physical address is fine for volatile DPA
+                raise
+
+
+def cxl_trigger_poison_list(cxlmd: CxlMemdev) -> None:
+    """``trigger_poison_list``: trace the poison list, by decoder when regions are mapped."""
+    port = cxlmd.endpoint
+    if port is None:
+        raise KernelError(errno.EINVAL, f"{cxlmd.name}: trigger_poison_list: no endpoint")
+    if MB.cxl_num_decoders_committed(port) == 0:
+        cxl_get_poison_by_memdev(cxlmd)
+    else:
+        cxl_get_poison_by_endpoint(port)
+
+
+def cxl_validate_poison_dpa(cxlmd: CxlMemdev, dpa: int) -> None:
+    mds = cxlmd.mds
+    if not mds.dpa_res.size:
+        raise KernelError(errno.EINVAL, f"{cxlmd.name}: device has no dpa resource")
+    if dpa < mds.dpa_res.start or dpa > mds.dpa_res.end:
+        raise KernelError(errno.EINVAL, f"{cxlmd.name}: dpa:{dpa:#x} not in resource "
+                                        f"[mem {mds.dpa_res.start:#x}-{mds.dpa_res.end:#x}]")
+    if dpa % 64:
+        raise KernelError(errno.EINVAL, f"{cxlmd.name}: dpa:{dpa:#x} is not 64-byte aligned")
+
+
+def _poison_cmd(cxlmd: CxlMemdev, dpa: int, opcode: int, payload: bytes, trace_type: int, what: str) -> None:
+    cxl_validate_poison_dpa(cxlmd, dpa)
+    MB.cxl_internal_send_cmd(cxlmd.mds, M.CxlMboxCmd(opcode=opcode, payload_in=payload))
+    cxlr = cxl_dpa_to_region(cxlmd, dpa)
+    if cxlr is not None:
+        MB._host_log(cxlmd.mds.mbox, f"poison {what} dpa:{dpa:#x} region: {cxlr.name}", "warn")
+    record = M.CXL_POISON_RECORD.pack(dpa, 1, 0)
+    MB.trace_poison(cxlmd, cxlr, record, 0, 0, trace_type)
+
+
+def cxl_inject_poison(cxlmd: CxlMemdev, dpa: int) -> None:
+    """debugfs ``inject_poison``: INJECT_POISON at ``dpa`` (EINVAL: outside the device or not
+    64-byte aligned), traced as an inject."""
+    _poison_cmd(cxlmd, dpa, M.CXL_MBOX_OP_INJECT_POISON, M.CXL_MBOX_INJECT_POISON.pack(dpa),
+                MB.CXL_POISON_TRACE_INJECT, "inject")
+
+
+def cxl_clear_poison(cxlmd: CxlMemdev, dpa: int) -> None:
+    """debugfs ``clear_poison``: CLEAR_POISON at ``dpa`` with zeroes as the write data."""
+    _poison_cmd(cxlmd, dpa, M.CXL_MBOX_OP_CLEAR_POISON,
+                M.CXL_MBOX_CLEAR_POISON.pack(dpa, bytes(M.CXL_POISON_LEN_MULT)), MB.CXL_POISON_TRACE_CLEAR, "clear")
+
+
+def cxl_dpa_debug(cxlmd: CxlMemdev) -> str:
+    """debugfs ``dpamem``: the DPA resource tree, partitions then the decoders' (and skips')
+    allocations inside them."""
+    mds = cxlmd.mds
+    out = []
+    allocs: list[tuple[int, int, str]] = []
+    if cxlmd.endpoint is not None:
+        for d in _ep_decoders(cxlmd.endpoint):
+            if d.dpa_start is not None and d.dpa_size:
+                if d.skip:
+                    allocs.append((d.dpa_start - d.skip, d.skip, d.name))
+                allocs.append((d.dpa_start, d.dpa_size, d.name))
+    for part in sorted((r for r in (mds.ram_res, mds.pmem_res) if r.size), key=lambda r: r.start):
+        out.append(f"{part.start:08x}-{part.end:08x} : {part.name}\n")
+        for s, n, name in sorted(allocs):
+            if part.start <= s and s + n - 1 <= part.end:
+                out.append(f"  {s:08x}-{s + n - 1:08x} : {name}\n")
+    return "".join(out)
+
+
+# ============================================================================ firmware_loader
+
+FW_STATUS_UNKNOWN, FW_STATUS_LOADING, FW_STATUS_DONE, FW_STATUS_ABORTED = range(4)
+
+(FW_UPLOAD_PROG_IDLE, FW_UPLOAD_PROG_RECEIVING, FW_UPLOAD_PROG_PREPARING, FW_UPLOAD_PROG_TRANSFERRING,
+ FW_UPLOAD_PROG_PROGRAMMING, FW_UPLOAD_PROG_MAX) = range(6)
+fw_upload_prog_str = ("idle", "receiving", "preparing", "transferring", "programming")
+
+(FW_UPLOAD_ERR_NONE, FW_UPLOAD_ERR_HW_ERROR, FW_UPLOAD_ERR_TIMEOUT, FW_UPLOAD_ERR_CANCELED, FW_UPLOAD_ERR_BUSY,
+ FW_UPLOAD_ERR_INVALID_SIZE, FW_UPLOAD_ERR_RW_ERROR, FW_UPLOAD_ERR_WEAROUT, FW_UPLOAD_ERR_FW_INVALID,
+ FW_UPLOAD_ERR_MAX) = range(10)
+fw_upload_err_str = ("none", "hw-error", "timeout", "user-abort", "device-busy", "invalid-file-size",
+                     "read-write-error", "flash-wearout", "firmware-invalid")
+
+# The upload worker (fw_upload_main on system_long_wq) runs as delayed work: this many ->write()
+# calls per run, then it yields for FW_UPLOAD_TICK_S, so an upload takes visible time.
+FW_UPLOAD_WRITES_PER_TICK = 16
+FW_UPLOAD_TICK_S = 0.002
+
+
+def simple_strtol(buf: str) -> int:
+    """lib/vsprintf.c simple_strtol(s, NULL, 10): the leading decimal number, 0 if none."""
+    s = buf.lstrip()
+    neg = s.startswith("-")
+    if neg or s.startswith("+"):
+        s = s[1:]
+    digits = ""
+    for ch in s:
+        if not ch.isdigit():
+            break
+        digits += ch
+    v = int(digits) if digits else 0
+    return -v if neg else v
+
+
+class FwUploadOps:
+    """struct fw_upload_ops: prepare, write, poll_complete, cancel, cleanup."""
+
+    def prepare(self, data: bytes, size: int) -> int:
+        raise NotImplementedError
+
+    def write(self, data: bytes, offset: int, size: int) -> tuple[int, int]:
+        """(FW_UPLOAD_ERR_*, bytes written)."""
+        raise NotImplementedError
+
+    def poll_complete(self) -> int:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        pass
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -152,57 +474,356 @@ class GlueDir(Device):
 
 @attrs.define(eq=False, kw_only=True)
 class FwUpload(Device):
-    """drivers/base/firmware_loader/sysfs_upload.c: ``firmware/memN/``."""
+    """A firmware upload class device (``firmware/memN/``): struct fw_sysfs with its fw_priv (the
+    buffer ``data`` fills and its loading state) and fw_upload_priv (the upload's progress)."""
 
     target: Device = attrs.field(repr=False)
-    status: str = "idle"
-    loading: int = 0
-    remaining: int = 0
+    ops: FwUploadOps = attrs.field(repr=False)
+    # fw_priv
+    fw_state: int = FW_STATUS_UNKNOWN
+    buf: bytearray = attrs.field(factory=bytearray, repr=False)
+    fw_size: int = 0
+    # fw_upload_priv
+    progress: int = FW_UPLOAD_PROG_IDLE
+    err_progress: int = FW_UPLOAD_PROG_IDLE
+    err_code: int = FW_UPLOAD_ERR_NONE
+    remaining_size: int = 0
+    data: Optional[bytes] = attrs.field(default=None, repr=False)
+    offset: int = 0
+    work: Optional[TimerHandle] = attrs.field(default=None, repr=False)
 
-    groups = (AttrGroup([WO("cancel"), RW("data"), RO("error"), RW("loading"), RO("remaining_size"),
-                         RO("status")]),)
+    groups = (AttrGroup([RW("loading"), WO("cancel"), RO("status"), RO("error"), RO("remaining_size")]),)
 
     def links(self):
         return {"device": self.target}
 
-    def cancel_store(self, buf):
-        if not kstrtobool(buf):
-            raise KernelError(errno.EINVAL, "cancel: expected true")
-        if self.status == "idle":
-            raise KernelError(errno.EBUSY, f"{self.name}: no upload in progress")
+    def _kernfs_children(self) -> dict:
+        out = super()._kernfs_children()
+        out["data"] = KBinFile(0o644, self.firmware_data_read, self.firmware_data_write, size=0, owner=self)
+        return out
 
-    def data_show(self):
-        return ""
+    # ----- sysfs.c
+    def loading_show(self) -> str:
+        return f"{int(self.fw_state == FW_STATUS_LOADING)}\n"
 
-    def data_store(self, buf):
-        if not self.loading:
-            raise KernelError(errno.EINVAL, f"{self.name}: write 1 to loading first")
+    def loading_store(self, buf: str) -> None:
+        """1 starts a load (dropping what was written), 0 ends it and starts the upload, -1 (or
+        anything else) aborts; ignored while an upload owns the buffer."""
+        if self.fw_state in (FW_STATUS_ABORTED, FW_STATUS_DONE):
+            return
+        loading = simple_strtol(buf)
+        if loading == 1:
+            self.buf, self.fw_size = bytearray(), 0
+            self.fw_state = FW_STATUS_LOADING
+            return
+        if loading == 0 and self.fw_state == FW_STATUS_LOADING:
+            self.fw_state = FW_STATUS_DONE
+            fw_upload_start(self)
+            return
+        if loading != -1:
+            self.sys.klog.dev_err(self, f"firmware_loading_store: unexpected value ({loading})")
+        self.fw_state = FW_STATUS_UNKNOWN      # fw_load_abort(), and an upload device starts over
 
-    def error_show(self):
-        return ""
+    def firmware_data_read(self, offset: int, size: int) -> bytes:
+        if self.fw_state == FW_STATUS_DONE:
+            raise KernelError(errno.ENODEV, f"{self.name}: data: an upload is using the buffer")
+        if offset > self.fw_size:
+            return b""
+        count = min(max(size, 0), self.fw_size - offset)
+        return bytes(self.buf[offset:offset + count])
 
-    def loading_show(self):
-        return f"{self.loading}\n"
+    def firmware_data_write(self, data: bytes, offset: int) -> int:
+        if self.fw_state == FW_STATUS_DONE:
+            raise KernelError(errno.ENODEV, f"{self.name}: data: an upload is using the buffer")
+        end = offset + len(data)
+        if end > len(self.buf):
+            self.buf.extend(bytes(end - len(self.buf)))
+        self.buf[offset:end] = data
+        self.fw_size = max(end, self.fw_size)
+        return len(data)
 
-    def loading_store(self, buf):
-        self.loading = int(kstrtobool(buf))
+    # ----- sysfs_upload.c
+    def status_show(self) -> str:
+        prog = self.progress
+        return f"{fw_upload_prog_str[prog] if prog < FW_UPLOAD_PROG_MAX else 'unknown-status'}\n"
 
-    def remaining_size_show(self):
-        return f"{self.remaining}\n"
+    def error_show(self) -> str:
+        if self.progress != FW_UPLOAD_PROG_IDLE:
+            raise KernelError(errno.EBUSY, f"{self.name}: error: upload in progress")
+        if not self.err_code:
+            return ""
+        err = fw_upload_err_str[self.err_code] if self.err_code < FW_UPLOAD_ERR_MAX else "unknown-error"
+        return f"{fw_upload_prog_str[self.err_progress]}:{err}\n"
 
-    def status_show(self):
-        return f"{self.status}\n"
+    def cancel_store(self, buf: str) -> None:
+        if not _strtobool(buf):
+            raise KernelError(errno.EINVAL, f"{self.name}: cancel: expected a true value")
+        idle = self.progress == FW_UPLOAD_PROG_IDLE
+        self.ops.cancel()              # called even when idle: the driver's cancel flag stays set
+        if idle:
+            raise KernelError(errno.ENODEV, f"{self.name}: cancel: no upload in progress")
+
+    def remaining_size_show(self) -> str:
+        return f"{self.remaining_size}\n"
+
+    # ----- the worker (fw_upload_main), one run per timer tick
+    def _set_error(self, err: int) -> None:
+        self.err_progress = self.progress
+        self.err_code = err
+
+    def _queue(self, delay: float) -> None:
+        self.work = self.sys.timers.add(delay, self.fw_upload_main)
+
+    def fw_upload_main(self) -> None:
+        self.work = None
+        if self.progress == FW_UPLOAD_PROG_RECEIVING:
+            self.progress = FW_UPLOAD_PROG_PREPARING
+            ret = self.ops.prepare(self.data or b"", self.remaining_size)
+            if ret != FW_UPLOAD_ERR_NONE:
+                self._set_error(ret)
+                self._finish(cleanup=False)
+                return
+            self.progress = FW_UPLOAD_PROG_TRANSFERRING
+            self.offset = 0
+        if self.progress == FW_UPLOAD_PROG_TRANSFERRING:
+            for _ in range(FW_UPLOAD_WRITES_PER_TICK):
+                if not self.remaining_size:
+                    break
+                ret, written = self.ops.write(self.data or b"", self.offset, self.remaining_size)
+                if ret != FW_UPLOAD_ERR_NONE or not written:
+                    if ret == FW_UPLOAD_ERR_NONE:
+                        self.sys.klog.log(f"firmware {self.name}: write-op wrote zero data", "warn")
+                        ret = FW_UPLOAD_ERR_RW_ERROR
+                    self._set_error(ret)
+                    self._finish(cleanup=True)
+                    return
+                self.remaining_size -= written
+                self.offset += written
+            if self.remaining_size:
+                self._queue(FW_UPLOAD_TICK_S)
+                return
+            self.progress = FW_UPLOAD_PROG_PROGRAMMING
+            ret = self.ops.poll_complete()
+            if ret != FW_UPLOAD_ERR_NONE:
+                self._set_error(ret)
+            self._finish(cleanup=True)
+
+    def _finish(self, cleanup: bool) -> None:
+        if cleanup:
+            self.ops.cleanup()
+        # remaining_size is kept: it tells how far a failed upload got
+        self.buf, self.fw_size = bytearray(), 0
+        self.fw_state = FW_STATUS_UNKNOWN
+        self.data = None
+        self.progress = FW_UPLOAD_PROG_IDLE
+        self.sys.changes.values()
+
+    def flush_work(self) -> None:
+        """flush_work(): run the worker until the upload is over."""
+        while self.progress != FW_UPLOAD_PROG_IDLE:
+            if self.work is not None:
+                self.work.cancel()
+                self.work = None
+            self.fw_upload_main()
 
 
-def devm_cxl_add_memdev(host: Device, info: MemdevInfo, hdm: HdmCap | None, numa_node: int) -> CxlMemdev:
+def fw_upload_start(fw: FwUpload) -> None:
+    """loading 0: hand the buffer to the worker (nothing written: just reset; EBUSY while another
+    upload runs)."""
+    if not fw.fw_size:
+        fw.buf, fw.fw_size = bytearray(), 0
+        fw.fw_state = FW_STATUS_UNKNOWN
+        return
+    if fw.progress != FW_UPLOAD_PROG_IDLE:
+        raise KernelError(errno.EBUSY, f"{fw.name}: an upload is in progress")
+    fw.progress = FW_UPLOAD_PROG_RECEIVING
+    fw.err_code = FW_UPLOAD_ERR_NONE
+    fw.remaining_size = fw.fw_size
+    fw.data = bytes(fw.buf[:fw.fw_size])
+    fw._queue(0.0)
+
+
+def firmware_upload_register(parent: Device, name: str, ops: FwUploadOps) -> FwUpload:
+    """The class device ``<parent>/firmware/<name>`` (the class glue directory comes with it)."""
+    sys = parent.sys
+    glue = parent.children.get("firmware")
+    if glue is None:
+        glue = device_add(GlueDir(name="firmware", parent=parent, sys=sys))
+    fw = FwUpload(name=name, parent=glue, sys=sys, target=parent, ops=ops)
+    device_add(fw)
+    return fw
+
+
+def firmware_upload_unregister(fw: FwUpload) -> None:
+    """Cancel a running upload and let it end, then remove the device (and an empty glue dir)."""
+    if fw.progress != FW_UPLOAD_PROG_IDLE:
+        fw.ops.cancel()
+        fw.flush_work()
+    glue = fw.parent
+    device_del(fw)
+    if isinstance(glue, GlueDir) and glue.registered and not glue.children:
+        device_del(glue)
+
+
+# ============================================================================ cxl's fw_upload ops
+
+def cxl_mem_get_fw_info(mds: M.CxlMemdevState) -> None:
+    cmd = M.CxlMboxCmd(opcode=M.CXL_MBOX_OP_GET_FW_INFO, size_out=M.CXL_MBOX_GET_FW_INFO.size)
+    MB.cxl_internal_send_cmd(mds, cmd)
+    info = M.CXL_MBOX_GET_FW_INFO.unpack(MB._out(cmd, M.CXL_MBOX_GET_FW_INFO.size))
+    mds.fw.num_slots = info[0]
+    mds.fw.cur_slot = info[1] & M.CXL_FW_INFO_SLOT_INFO_CUR_MASK
+
+
+def cxl_mem_activate_fw(mds: M.CxlMemdevState, slot: int) -> None:
+    """Activate FW, offline (at the next reset): the only mode the driver uses."""
+    if slot == 0 or slot > mds.fw.num_slots:
+        raise KernelError(errno.EINVAL, f"activate firmware: slot {slot} of {mds.fw.num_slots}")
+    cmd = M.CxlMboxCmd(opcode=M.CXL_MBOX_OP_ACTIVATE_FW,
+                       payload_in=M.CXL_MBOX_ACTIVATE_FW.pack(M.CXL_FW_ACTIVATE_OFFLINE, slot))
+    MB.cxl_internal_send_cmd(mds, cmd)
+
+
+def _transfer_cmd(action: int, slot: int, offset_units: int, data: bytes) -> M.CxlMboxCmd:
+    payload = M.CXL_MBOX_TRANSFER_FW.pack(action, slot, bytes(2), offset_units, bytes(0x78)) + data
+    return M.CxlMboxCmd(opcode=M.CXL_MBOX_OP_TRANSFER_FW, payload_in=payload, poll_interval_ms=1000, poll_count=30)
+
+
+def cxl_mem_abort_fw_xfer(mds: M.CxlMemdevState) -> None:
+    MB.cxl_internal_send_cmd(mds, _transfer_cmd(M.CXL_FW_TRANSFER_ACTION_ABORT, 0, 0, b""))
+
+
+@attrs.define(eq=False)
+class CxlFwUploadOps(FwUploadOps):
+    """cxl_memdev_fw_ops: TRANSFER_FW in payload-size slices (one FULL transfer when it fits),
+    then ACTIVATE_FW (offline) of the next slot; cancel is a flag the next step acts on."""
+
+    mds: M.CxlMemdevState
+
+    def _log(self, text: str) -> None:
+        cxlmd = self.mds.cxlmd
+        if isinstance(cxlmd, CxlMemdev):
+            cxlmd.sys.klog.dev_err(cxlmd, text)
+
+    def _do_cancel(self) -> int:
+        try:
+            cxl_mem_abort_fw_xfer(self.mds)
+        except KernelError as e:
+            self._log(f"Error aborting FW transfer: {-e.errno}")
+        return FW_UPLOAD_ERR_CANCELED
+
+    def prepare(self, data: bytes, size: int) -> int:
+        mds = self.mds
+        if not size:
+            return FW_UPLOAD_ERR_INVALID_SIZE
+        mds.fw.oneshot = M.CXL_MBOX_TRANSFER_FW.size + size < mds.payload_size
+        try:
+            cxl_mem_get_fw_info(mds)
+        except KernelError:
+            return FW_UPLOAD_ERR_HW_ERROR
+        if M.CXL_FW_CANCEL in mds.fw.state:
+            mds.fw.state.discard(M.CXL_FW_CANCEL)
+            return FW_UPLOAD_ERR_CANCELED
+        return FW_UPLOAD_ERR_NONE
+
+    def write(self, data: bytes, offset: int, size: int) -> tuple[int, int]:
+        mds = self.mds
+        if offset % M.CXL_FW_TRANSFER_ALIGNMENT:
+            self._log(f"misaligned offset for FW transfer slice ({offset})")
+            return FW_UPLOAD_ERR_RW_ERROR, 0
+        # payload sizes are powers of two from 256 and the header is 128 bytes: slices stay aligned
+        cur_size = min(size, mds.payload_size - M.CXL_MBOX_TRANSFER_FW.size)
+        remaining = size - cur_size
+        if M.CXL_FW_CANCEL in mds.fw.state:
+            mds.fw.state.discard(M.CXL_FW_CANCEL)
+            return self._do_cancel(), 0
+        if not mds.fw.num_slots:
+            return FW_UPLOAD_ERR_HW_ERROR, 0
+        # slots are 1-based: the slot after the current one, wrapping
+        mds.fw.next_slot = (mds.fw.cur_slot % mds.fw.num_slots) + 1
+        chunk = bytes(data[offset:offset + cur_size])
+        units = offset // M.CXL_FW_TRANSFER_ALIGNMENT
+        if mds.fw.oneshot:
+            action, slot = M.CXL_FW_TRANSFER_ACTION_FULL, mds.fw.next_slot
+        elif offset == 0:
+            action, slot = M.CXL_FW_TRANSFER_ACTION_INITIATE, 0
+        elif remaining == 0:
+            action, slot = M.CXL_FW_TRANSFER_ACTION_END, mds.fw.next_slot
+        else:
+            action, slot = M.CXL_FW_TRANSFER_ACTION_CONTINUE, 0
+        try:
+            MB.cxl_internal_send_cmd(mds, _transfer_cmd(action, slot, units, chunk))
+        except KernelError:
+            return FW_UPLOAD_ERR_RW_ERROR, 0
+        if mds.fw.oneshot or remaining == 0:
+            try:
+                cxl_mem_activate_fw(mds, mds.fw.next_slot)
+            except KernelError as e:
+                self._log(f"Error activating firmware: {-e.errno}")
+                return FW_UPLOAD_ERR_HW_ERROR, cur_size
+        return FW_UPLOAD_ERR_NONE, cur_size
+
+    def poll_complete(self) -> int:
+        # transfers complete synchronously: only a cancel can still be pending
+        if M.CXL_FW_CANCEL in self.mds.fw.state:
+            self.mds.fw.state.discard(M.CXL_FW_CANCEL)
+            return self._do_cancel()
+        return FW_UPLOAD_ERR_NONE
+
+    def cancel(self) -> None:
+        self.mds.fw.state.add(M.CXL_FW_CANCEL)
+
+    def cleanup(self) -> None:
+        self.mds.fw.next_slot = 0
+
+
+def devm_cxl_setup_fw_upload(host: Device, mds: M.CxlMemdevState) -> None:
+    """Register ``firmware/memN/`` when the device has GET_FW_INFO; removed with the host's driver."""
+    if U.CXL_MEM_COMMAND_ID_GET_FW_INFO not in mds.enabled_cmds:
+        return
+    cxlmd = mds.cxlmd
+    assert isinstance(cxlmd, CxlMemdev)         # devm_cxl_add_memdev() ran first
+    fw = firmware_upload_register(cxlmd, cxlmd.name, CxlFwUploadOps(mds))
+    host.devm_add_action(lambda: firmware_upload_unregister(fw), f"fw_upload:{cxlmd.name}")
+
+
+# ============================================================================ sanitize notifier
+
+def devm_cxl_sanitize_setup_notifier(host: Device, cxlmd: CxlMemdev) -> None:
+    """Let the end of a sanitize wake pollers of ``security/state`` (devices with Sanitize)."""
+    mds = cxlmd.mds
+    if M.CXL_SEC_ENABLED_SANITIZE not in mds.security.enabled_cmds:
+        return
+    mds.security.sanitize_node = f"{cxlmd.path}/security/state"
+
+    def sanitize_teardown_notifier() -> None:
+        mds.security.sanitize_node = None
+
+    host.devm_add_action(sanitize_teardown_notifier, f"sanitize_notifier:{cxlmd.name}")
+
+
+# ============================================================================ add / remove
+
+def cxl_memdev_shutdown(cxlmd: CxlMemdev) -> None:
+    """Stop the ioctl path: from now on it answers ENXIO."""
+    cxlmd.cxlds = None
+
+
+def cxl_memdev_unregister(cxlmd: CxlMemdev) -> None:
+    cxl_memdev_shutdown(cxlmd)
+    device_del(cxlmd)
+
+
+def devm_cxl_add_memdev(host: Device, mds: M.CxlMemdevState, hdm: HdmCap | None, numa_node: int,
+                        info: MemdevInfo | None = None) -> CxlMemdev:
+    """Register ``memN`` below ``host`` for the device state ``mds`` (its char device live at once);
+    unregistered when the host's driver goes."""
     sys = host.sys
     mid = sys.cxl_memdev_ida.alloc()
-    md = CxlMemdev(name=f"mem{mid}", parent=host, sys=sys, bus=sys.cxl_bus, id=mid, info=info, hdm=hdm,
-                   numa_node=numa_node, devt=(CXL_MEM_MAJOR, mid), devname=f"cxl/mem{mid}")
+    md = CxlMemdev(name=f"mem{mid}", parent=host, sys=sys, bus=sys.cxl_bus, id=mid, info=info or MemdevInfo(),
+                   mds=mds, cxlds=mds, hdm=hdm, numa_node=numa_node, devt=(CXL_MEM_MAJOR, mid),
+                   devname=f"cxl/mem{mid}")
+    mds.cxlmd = md
     device_add(md)
-    glue = GlueDir(name="firmware", parent=md, sys=sys)
-    device_add(glue)
-    device_add(FwUpload(name=md.name, parent=glue, sys=sys, target=md))
-
-    host.devm_add_action(lambda: device_del(md), f"memdev:{md.name}")
+    host.devm_add_action(lambda: cxl_memdev_unregister(md), f"memdev:{md.name}")
     return md

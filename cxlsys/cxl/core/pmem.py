@@ -1,13 +1,15 @@
-"""drivers/cxl/core/pmem.c + drivers/cxl/pmem.c: nvdimm bridge, cxl_nvdimm, pmem regions."""
+"""drivers/cxl/core/pmem.c: the nvdimm bridge (``nvdimm-bridgeN`` below a root port), the
+per-memdev ``pmemN`` (``struct cxl_nvdimm``) and ``pmem_regionN``.  Their drivers (cxl_pmem.ko,
+drivers/cxl/pmem.c) are :mod:`cxlsys.cxl.pmem`: the bridge's registers the libnvdimm bus, the
+``pmemN`` one the ``nmemN`` dimm."""
 
 from __future__ import annotations
 
 import errno
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 
-from cxlsys.base.bus import Driver
 from cxlsys.base.device import Device, device_add, device_del
 from cxlsys.cxl import cxl as C
 from cxlsys.cxl.core.port import CxlDevice, CxlPort
@@ -20,6 +22,8 @@ class CxlNvdimmBridge(CxlDevice):
     cxl_type = C.CXL_DEVICE_NVDIMM_BRIDGE
     id: int = 0
     port: CxlPort = attrs.field(repr=False)
+    nvdimm_bus: Any = attrs.field(default=None, repr=False)    # struct nvdimm_bus, while the driver is bound
+    nd_desc: Any = attrs.field(default=None, repr=False)       # struct nvdimm_bus_descriptor
 
     def release(self) -> None:
         self.sys.nvdimm_bridge_ida.free(self.id)
@@ -29,7 +33,10 @@ class CxlNvdimmBridge(CxlDevice):
 class CxlNvdimm(CxlDevice):
     devtype = "cxl_nvdimm"
     cxl_type = C.CXL_DEVICE_NVDIMM
-    bridge: Optional[CxlNvdimmBridge] = attrs.field(default=None, repr=False)
+    bridge: Optional[CxlNvdimmBridge] = attrs.field(default=None, repr=False)    # cxlmd->cxl_nvb
+    cxlmd: Any = attrs.field(default=None, repr=False)        # the memdev it bridges (its parent)
+    dev_id: str = ""          # the nvdimm's dimm_id: the serial as "%llx" (its key is "nvdimm:<dev_id>")
+    nvdimm: Any = attrs.field(default=None, repr=False)       # drvdata: the nmemN while bound
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -60,7 +67,8 @@ def devm_cxl_add_nvdimm(memdev, endpoint_port: CxlPort) -> None:
     br = cxl_find_nvdimm_bridge(endpoint_port)
     if br is None:
         return
-    nd = CxlNvdimm(name=f"pmem{memdev.id}", parent=memdev, sys=memdev.sys, bus=memdev.sys.cxl_bus, bridge=br)
+    nd = CxlNvdimm(name=f"pmem{memdev.id}", parent=memdev, sys=memdev.sys, bus=memdev.sys.cxl_bus, bridge=br,
+                   cxlmd=memdev, dev_id=f"{memdev.mds.serial:x}")
     device_add(nd)
     memdev.devm_add_action(lambda: device_del(nd), f"nvdimm:{nd.name}")
 
@@ -74,19 +82,3 @@ def devm_cxl_add_pmem_region(cxlr) -> None:
     pr = CxlPmemRegion(name=f"pmem_region{cxlr.id}", parent=cxlr, sys=cxlr.sys, bus=cxlr.sys.cxl_bus)
     device_add(pr)
     cxlr.devm_add_action(lambda: device_del(pr), f"pmem_region:{pr.name}")
-
-
-@attrs.define(eq=False, kw_only=True)
-class _TypeDriver(Driver):
-    dev_type: type = Device
-
-    def match(self, dev) -> bool:
-        return isinstance(dev, self.dev_type)
-
-
-def pmem_drivers():
-    return [
-        _TypeDriver(name="cxl_nvdimm_bridge", module="cxl_pmem", dev_type=CxlNvdimmBridge, bindable=False),
-        _TypeDriver(name="cxl_nvdimm", module="cxl_pmem", dev_type=CxlNvdimm, bindable=False),
-        _TypeDriver(name="cxl_pmem_region", module="cxl_pmem", dev_type=CxlPmemRegion, bindable=False),
-    ]

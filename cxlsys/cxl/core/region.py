@@ -378,8 +378,8 @@ def cxl_add_to_region(cxled: CxlEndpointDecoder) -> None:
         cxlr.bi = cxled.bi
         alloc_hpa(cxlr, cxled.hpa_size, cxled.hpa_start)
     cxl_region_attach(cxlr, cxled, -1, auto=True)
-    if cxlr.nr_targets < cxlr.interleave_ways:
-        return
+    if cxlr.nr_targets < cxlr.interleave_ways or any(t is None for t in cxlr.targets[: cxlr.interleave_ways]):
+        return          # not every position found yet (e.g. a member re-probed after a detach)
     # sort by calculated position, then verify the programming
     ts = sorted(cxlr.targets[: cxlr.interleave_ways], key=lambda t: calc_interleave_pos(cxlr, t))
     for i, t in enumerate(ts):
