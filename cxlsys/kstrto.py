@@ -90,3 +90,18 @@ def parse_size(v) -> int:
     if t.lower().endswith(("kib", "mib", "gib", "tib")):
         return int(t[:-3], 0) * mult[t[-3].upper()]
     return int(t, 0)
+
+
+def simple_strtol(buf: str) -> int:
+    """lib/vsprintf.c simple_strtol(s, NULL, 10): the leading decimal number, 0 if none."""
+    s = buf.lstrip()
+    neg = s.startswith("-")
+    if neg or s.startswith("+"):
+        s = s[1:]
+    digits = ""
+    for ch in s:
+        if not ch.isdigit():
+            break
+        digits += ch
+    v = int(digits) if digits else 0
+    return -v if neg else v

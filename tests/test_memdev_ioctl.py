@@ -15,9 +15,9 @@ import struct
 
 import pytest
 
+from cxlsys.base import firmware_loader as FL
 from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core import mbox as MB
-from cxlsys.cxl.core import memdev as MD
 from cxlsys.cxl.core import trace
 from cxlsys.errors import KernelError
 from cxlsys.kernel.timer import FakeClock
@@ -324,7 +324,7 @@ def start_upload(fs, md, data: bytes, piece: int = 50000) -> None:
 def run_until_idle(s, fs, md, limit: int = 10000) -> int:
     ticks = 0
     while fs.read(f"{fwdir(md)}/status") != b"idle\n":
-        s.timers.clock.advance(MD.FW_UPLOAD_TICK_S)
+        s.timers.clock.advance(FL.FW_UPLOAD_TICK_S)
         s.timers.run_due()
         ticks += 1
         assert ticks < limit
@@ -343,11 +343,11 @@ def test_fw_upload_state_machine_and_transfer(sysfs, spy):
     assert fs.read(f"{d}/loading") == b"1\n"
     start_upload(fs, md, data)
     fw = md.children["firmware"].children[md.name]
-    assert fw.progress == MD.FW_UPLOAD_PROG_RECEIVING       # queued; the next access runs it
+    assert fw.progress == FL.FW_UPLOAD_PROG_RECEIVING       # queued; the next access runs it
     assert fs.read(f"{d}/loading") == b"0\n"                 # (the worker's first run)
     chunk = 4096 - 128
     assert fs.read(f"{d}/status") == b"transferring\n"
-    assert fs.read(f"{d}/remaining_size") == f"{len(data) - MD.FW_UPLOAD_WRITES_PER_TICK * chunk}\n".encode()
+    assert fs.read(f"{d}/remaining_size") == f"{len(data) - FL.FW_UPLOAD_WRITES_PER_TICK * chunk}\n".encode()
     with pytest.raises(KernelError) as e:
         fs.read(f"{d}/error")
     assert e.value.errno == errno.EBUSY

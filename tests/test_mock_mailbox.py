@@ -7,14 +7,15 @@ and compared byte for byte with what the mock answers.
 import errno
 import hashlib
 import struct
-import types
 import uuid
 
 import pytest
 
+from cxlsys.cxl.core import mbox as mbox_core
+from cxlsys.cxl.core import memdev as memdev_core
 from cxlsys.cxl.core.memdev import MemdevInfo
-from cxlsys.cxl.cxlmem import CxlMailbox, CxlMboxCmd
-from cxlsys.cxl_test import CxlMockMemDriver, MockMem, MockMemDevice, cxl_mock_mem_probe
+from cxlsys.cxl.cxlmem import CxlMboxCmd
+from cxlsys.cxl_test import CxlMockMemDriver, MockMem, MockMemDevice
 from cxlsys.cxl_test.mem import MockPoisonList
 from cxlsys.errors import KernelError
 from cxlsys.kernel.timer import FakeClock
@@ -304,14 +305,12 @@ def test_event_trigger_rearms_and_calls_the_kernel(mock, monkeypatch):
     seen: list = []
     cxl_mem_get_event_records(mock, 0xF, seen)
     calls = []
-    fake = types.ModuleType("cxlsys.cxl.core.mbox")
 
     def fake_get(mds, status):
         calls.append((mds, status))
         cxl_mem_get_event_records(mock, status, again)
 
-    fake.cxl_mem_get_event_records = fake_get
-    monkeypatch.setitem(__import__("sys").modules, "cxlsys.cxl.core.mbox", fake)
+    monkeypatch.setattr(mbox_core, "cxl_mem_get_event_records", fake_get)   # the kernel's reader, recorded
     mds = object()
     mock.mds = mds
     again: list = []
@@ -696,12 +695,9 @@ def test_mock_attributes_on_the_platform_device(sys_, monkeypatch):
     assert_refused(fs, f"{base}/sanitize_timeout", "-1", errno.EINVAL)
     assert_refused(fs, f"{base}/sanitize_timeout", "soon", errno.EINVAL)
     calls = []
-    fake = types.ModuleType("cxlsys.cxl.core.mbox")
-    fake.cxl_mem_get_event_records = lambda mds, status: calls.append((mds, status))
-    monkeypatch.setitem(__import__("sys").modules, "cxlsys.cxl.core.mbox", fake)
-    m.mds = "mds0"
+    monkeypatch.setattr(mbox_core, "cxl_mem_get_event_records", lambda mds, status: calls.append((mds, status)))
     fs.write(f"{base}/event_trigger", b"1")
-    assert calls == [("mds0", 0b1101)]
+    assert calls == [(m.mds, 0b1101)]
 
 
 def test_mock_attributes_only_while_bound(sys_):
@@ -728,78 +724,48 @@ def test_unbind_drops_the_devices_poison(sys_):
 
 # ------------------------------------------------------------------ probe
 
+PROBE_ORDER = [(mbox_core, "cxl_memdev_state_create"), (mbox_core, "cxl_enumerate_cmds"),
+               (mbox_core, "cxl_poison_state_init"), (mbox_core, "cxl_set_timestamp"),
+               (mbox_core, "cxl_dev_state_identify"), (mbox_core, "cxl_mem_create_range_info"),
+               (memdev_core, "devm_cxl_add_memdev"), (memdev_core, "devm_cxl_setup_fw_upload"),
+               (memdev_core, "devm_cxl_sanitize_setup_notifier"), (mbox_core, "cxl_mem_get_event_records")]
+
+
+def _record_probe(monkeypatch, calls: list, fail: str | None = None) -> None:
+    """Wrap the kernel side's probe-time functions: record each call, optionally refuse one."""
+    for mod, name in PROBE_ORDER:
+        orig = getattr(mod, name)
+
+        def wrapper(*args, _orig=orig, _name=name):
+            calls.append(_name)
+            if _name == fail:
+                raise KernelError(errno.ENXIO, f"{_name}: injected failure")
+            return _orig(*args)
+        monkeypatch.setattr(mod, name, wrapper)
+
+
 def test_probe_calls_the_kernel_side_in_mem_c_order(sys_, monkeypatch):
+    fs = Sysfs(sys_)
+    fs.write("bus/platform/drivers/cxl_mock_mem/unbind", b"cxl_mem.5")
     calls: list = []
-    mbox = types.ModuleType("cxlsys.cxl.core.mbox")
-    memdev = types.ModuleType("cxlsys.cxl.core.memdev")
-
-    class Mds:
-        def __init__(self):
-            self.mbox = CxlMailbox()
-            self.serial = 0
-            self.rcd = True
-            self.media_ready = False
-
-    def rec(name, ret=None):
-        def fn(*args):
-            calls.append((name, args))
-            return ret
-        return fn
-
-    def create(pdev):
-        calls.append(("cxl_memdev_state_create", (pdev,)))
-        return Mds()
-
-    def enumerate_cmds(mds):
-        calls.append(("cxl_enumerate_cmds", (mds,)))
-        rc, cmd = send(types.SimpleNamespace(mbox_send=mds.mbox.mbox_send), GET_SUPPORTED_LOGS, size_out=PAYLOAD)
-        assert rc == 0 and cmd.size_out == 28
-
-    def identify(mds):
-        calls.append(("cxl_dev_state_identify", (mds,)))
-        assert mds.media_ready
-
-    mbox.cxl_memdev_state_create = create
-    mbox.cxl_enumerate_cmds = enumerate_cmds
-    mbox.cxl_poison_state_init = rec("cxl_poison_state_init")
-    mbox.cxl_set_timestamp = rec("cxl_set_timestamp")
-    mbox.cxl_dev_state_identify = identify
-    mbox.cxl_mem_create_range_info = rec("cxl_mem_create_range_info")
-    mbox.cxl_mem_get_event_records = rec("cxl_mem_get_event_records")
-    memdev.devm_cxl_add_memdev = rec("devm_cxl_add_memdev", "mem99")
-    memdev.devm_cxl_setup_fw_upload = rec("devm_cxl_setup_fw_upload", 0)
-    memdev.devm_cxl_sanitize_setup_notifier = rec("devm_cxl_sanitize_setup_notifier")
-    modules = __import__("sys").modules
-    monkeypatch.setitem(modules, "cxlsys.cxl.core.mbox", mbox)
-    monkeypatch.setitem(modules, "cxlsys.cxl.core.memdev", memdev)
-
+    _record_probe(monkeypatch, calls)
+    fs.write("bus/platform/drivers/cxl_mock_mem/bind", b"cxl_mem.5")
+    assert calls == [name for _, name in PROBE_ORDER]
     pdev = sys_.machine.devices["cxl_mem.5"]
-    inf = info(serial=5, payload_max=2048)
-    assert cxl_mock_mem_probe(pdev, inf, "hdm") == "mem99"
-    names = [c[0] for c in calls]
-    assert names == ["cxl_memdev_state_create", "cxl_enumerate_cmds", "cxl_poison_state_init", "cxl_set_timestamp",
-                     "cxl_dev_state_identify", "cxl_mem_create_range_info", "devm_cxl_add_memdev",
-                     "devm_cxl_setup_fw_upload", "devm_cxl_sanitize_setup_notifier", "cxl_mem_get_event_records"]
-    mds = calls[1][1][0]                                      # what cxl_memdev_state_create() made
-    assert pdev.mock.mds is mds and mds.mbox.payload_size == 2048 and mds.serial == 5 and mds.rcd is False
-    assert calls[6][1] == (pdev, mds, "hdm", pdev.numa_node, pdev.mock.info)
-    assert calls[8][1] == (pdev, "mem99") and calls[9][1] == (mds, 0xF)
+    mds = pdev.mock.mds
+    assert mds.mbox.payload_size == pdev.mock.payload_size and mds.serial == pdev.mock.info.serial
+    assert mds.media_ready and mds.rcd is False
+    assert any(n.startswith("mem") for n in fs.listdir("devices/" + pdev.path.removeprefix("devices/")))
 
 
 def test_probe_stops_at_the_first_failure(sys_, monkeypatch):
+    fs = Sysfs(sys_)
+    fs.write("bus/platform/drivers/cxl_mock_mem/unbind", b"cxl_mem.6")
     calls: list = []
-    mbox = types.ModuleType("cxlsys.cxl.core.mbox")
-    memdev = types.ModuleType("cxlsys.cxl.core.memdev")
-    mbox.cxl_memdev_state_create = lambda pdev: types.SimpleNamespace(mbox=CxlMailbox())
-    for name in ("cxl_enumerate_cmds", "cxl_poison_state_init", "cxl_dev_state_identify",
-                 "cxl_mem_create_range_info", "cxl_mem_get_event_records"):
-        setattr(mbox, name, lambda *a, _n=name: calls.append(_n))
-    mbox.cxl_set_timestamp = lambda mds: -errno.ENXIO
-    memdev.devm_cxl_add_memdev = lambda *a: calls.append("add")
-    modules = __import__("sys").modules
-    monkeypatch.setitem(modules, "cxlsys.cxl.core.mbox", mbox)
-    monkeypatch.setitem(modules, "cxlsys.cxl.core.memdev", memdev)
+    _record_probe(monkeypatch, calls, fail="cxl_set_timestamp")
     with pytest.raises(KernelError) as e:
-        cxl_mock_mem_probe(sys_.machine.devices["cxl_mem.6"], info(), None)
+        fs.write("bus/platform/drivers/cxl_mock_mem/bind", b"cxl_mem.6")
     assert e.value.errno == errno.ENXIO
-    assert calls == ["cxl_enumerate_cmds", "cxl_poison_state_init"]
+    assert calls == ["cxl_memdev_state_create", "cxl_enumerate_cmds", "cxl_poison_state_init", "cxl_set_timestamp"]
+    pdev = sys_.machine.devices["cxl_mem.6"]
+    assert pdev.driver is None and not any(n.startswith("mem") for n in fs.listdir(pdev.path))

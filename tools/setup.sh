@@ -3,7 +3,7 @@
 # Run as root (apt-get, and the FUSE/mount-namespace integration needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PKGS="fuse3 libfuse3-3 ndctl daxctl jq uuid-runtime umockdev util-linux python3-venv keyutils"
+PKGS="fuse3 libfuse3-3 ndctl daxctl jq uuid-runtime umockdev util-linux python3-venv keyutils libtracefs1 libtraceevent1"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

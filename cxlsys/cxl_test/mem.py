@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import importlib
 import struct
 import time
 import uuid
@@ -61,7 +60,25 @@ import attrs
 from cxlsys.base.device import RO, RW, WO, AttrGroup, Device
 from cxlsys.base.platform import PlatformDevice, PlatformDriver
 from cxlsys.cxl import cxlmem as M
-from cxlsys.cxl.cxlmem import CxlMboxCmd
+from cxlsys.cxl.core import mbox, memdev
+from cxlsys.cxl.cxlmem import (  # the layouts the core uses too
+    CXL_CEL_ENTRY,
+    CXL_EVENT_DRAM_UUID,
+    CXL_EVENT_GEN_MEDIA_UUID,
+    CXL_EVENT_MEM_MODULE_UUID,
+    CXL_GSL_ENTRY,
+    CXL_MBOX_ACTIVATE_FW,
+    CXL_MBOX_CLEAR_POISON,
+    CXL_MBOX_GET_LOG,
+    CXL_MBOX_GET_PARTITION_INFO,
+    CXL_MBOX_IDENTIFY,
+    CXL_MBOX_INJECT_POISON,
+    CXL_MBOX_POISON_IN,
+    CXL_MBOX_SET_PARTITION_INFO,
+    CXL_MBOX_SET_TIMESTAMP_IN,
+    CXL_POISON_LIST_MAX,
+    CxlMboxCmd,
+)
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtoint, kstrtoull
 
@@ -141,7 +158,6 @@ CXLDEV_EVENT_STATUS_FATAL = 1 << 3
 CXLDEV_EVENT_STATUS_ALL = (CXLDEV_EVENT_STATUS_INFO | CXLDEV_EVENT_STATUS_WARN | CXLDEV_EVENT_STATUS_FAIL
                            | CXLDEV_EVENT_STATUS_FATAL)
 
-CXL_POISON_LIST_MAX = 1024
 CXL_POISON_SOURCE_INJECTED = 3
 CXL_SET_PARTITION_IMMEDIATE_FLAG = 1 << 0
 
@@ -169,32 +185,18 @@ CXL_DHI_AS_WARNING = 0x1
 CXL_DHI_AS_CRITICAL = 0x2
 
 CXL_CEL_UUID = uuid.UUID("0da9c0b5-bf41-4b78-8f79-96b1623b3f17").bytes      # DEFINE_CXL_CEL_UUID
-CXL_EVENT_GEN_MEDIA_UUID = uuid.UUID("fbcd0a77-c260-417f-85a9-088b1621eba6").bytes
-CXL_EVENT_DRAM_UUID = uuid.UUID("601dcbb3-9c06-4eab-b8af-4e9bfb5c9624").bytes
-CXL_EVENT_MEM_MODULE_UUID = uuid.UUID("fe927475-dd59-4339-a586-79bab113b774").bytes
 
 # ------------------------------------------------------------------ payload layouts (__packed, LE)
-CXL_CEL_ENTRY = struct.Struct("<HH")                         # opcode, effect
 CXL_MBOX_GET_SUPPORTED_LOGS = struct.Struct("<H6x")          # entries, rsvd[6]
-CXL_GSL_ENTRY = struct.Struct("<16sI")                       # uuid, size
-CXL_MBOX_GET_LOG = struct.Struct("<16sII")                   # uuid, offset, length
 # fw_revision, total/volatile/persistent capacity, partition_align, info/warn/fail/fatal event log
 # sizes, lsa_size, poison_list_max_mer[3], inject_poison_limit, poison_caps, qos_telemetry_caps
-CXL_MBOX_IDENTIFY = struct.Struct("<16sQQQQHHHHI3sHBB")
-CXL_MBOX_GET_PARTITION_INFO = struct.Struct("<QQQQ")         # active vol/pers, next vol/pers
-CXL_MBOX_SET_PARTITION_INFO = struct.Struct("<QB")           # volatile_capacity, flags
 CXL_MBOX_GET_LSA = struct.Struct("<II")                      # offset, length
 CXL_MBOX_SET_LSA = struct.Struct("<I4x")                     # offset, reserved; data[] follows
 CXL_MBOX_HEALTH_INFO = struct.Struct("<BBBBHIII")            # mem.c's struct cxl_mbox_health_info
-CXL_MBOX_SET_TIMESTAMP_IN = struct.Struct("<Q")
-CXL_MBOX_POISON_IN = struct.Struct("<QQ")                    # offset, length
 CXL_MBOX_POISON_OUT = struct.Struct("<BxQH20x")              # flags, overflow_ts, count; record[] follows
 CXL_POISON_RECORD = struct.Struct("<QI4x")                   # address (| source), length
-CXL_MBOX_INJECT_POISON = struct.Struct("<Q")
-CXL_MBOX_CLEAR_POISON = struct.Struct("<Q64s")               # address, write_data
 CXL_MBOX_GET_FW_INFO = struct.Struct("<BBB13x16s16s16s16s")  # num_slots, slot_info, activation_cap
 CXL_MBOX_TRANSFER_FW = struct.Struct("<BB2xI120x")           # action, slot, offset (128 B units); data[]
-CXL_MBOX_ACTIVATE_FW = struct.Struct("<BB")                  # action, slot
 CXL_GET_EVENT_PAYLOAD = struct.Struct("<BxHQQH10x")          # flags, overflow count, first/last ts, count
 CXL_MBOX_CLEAR_EVENT_PAYLOAD = struct.Struct("<BBB3x")       # event_log, clear_flags, nr_recs; handles[]
 CXL_SET_PASS = struct.Struct("<B31x32s32s")                  # type, old_pass, new_pass
@@ -688,7 +690,6 @@ class MockMem:
         for log in self.mes.mock_logs:
             event_reset_log(log)
         if self.mds is not None:
-            mbox = importlib.import_module("cxlsys.cxl.core.mbox")
             mbox.cxl_mem_get_event_records(self.mds, self.mes.ev_status)
 
     # ----- sanitize / erase
@@ -1096,42 +1097,27 @@ def mock_mem_bind(pdev: Device, info: MemdevInfo) -> MockMem:
     return mock
 
 
-def _check(rc: Any, what: str) -> None:
-    """Kernel-side functions raise KernelError; a negative int return is treated the same way."""
-    if isinstance(rc, int) and not isinstance(rc, bool) and rc < 0:
-        raise KernelError(-rc, f"cxl_mock_mem: {what} failed: {rc}")
-
-
-def _set_if_field(obj: Any, name: str, value: Any) -> None:
-    if obj is not None and hasattr(obj, name):
-        setattr(obj, name, value)
-
-
 def cxl_mock_mem_probe(pdev: Device, info: MemdevInfo, hdm: Any) -> Any:
-    """mem.c's cxl_mock_mem_probe(), in its order; returns the new ``memN``.  The kernel side
-    (cxlsys.cxl.core.mbox / memdev) is looked up at call time."""
-    mbox = importlib.import_module("cxlsys.cxl.core.mbox")
-    memdev = importlib.import_module("cxlsys.cxl.core.memdev")
+    """mem.c's cxl_mock_mem_probe(), in its order; returns the new ``memN``."""
     mock = mock_mem_bind(pdev, info)
     info = mock.info                                  # with a partition applied at this reset
-    mds = mbox.cxl_memdev_state_create(pdev)
+    mds = mbox.cxl_memdev_state_create(pdev)      # the kernel side raises KernelError where C returns -errno
     mock.mds = mds
-    if mock.on_background_done is None and callable(getattr(mds, "on_background_done", None)):
+    if mock.on_background_done is None:
         mock.on_background_done = mds.on_background_done      # the "background command done" irq
     mds.mbox.mbox_send = mock.mbox_send
     mds.mbox.payload_size = mock.payload_size
-    cxlds = getattr(mds, "cxlds", mds)
-    _set_if_field(cxlds, "serial", info.serial)
-    _set_if_field(cxlds, "rcd", bool(info.rcd))
-    _check(mbox.cxl_enumerate_cmds(mds), "cxl_enumerate_cmds")
-    _check(mbox.cxl_poison_state_init(mds), "cxl_poison_state_init")
-    _check(mbox.cxl_set_timestamp(mds), "cxl_set_timestamp")
-    _set_if_field(cxlds, "media_ready", True)
-    _check(mbox.cxl_dev_state_identify(mds), "cxl_dev_state_identify")
-    _check(mbox.cxl_mem_create_range_info(mds), "cxl_mem_create_range_info")
+    mds.serial = info.serial
+    mds.rcd = bool(info.rcd)
+    mbox.cxl_enumerate_cmds(mds)
+    mbox.cxl_poison_state_init(mds)
+    mbox.cxl_set_timestamp(mds)
+    mds.media_ready = True
+    mbox.cxl_dev_state_identify(mds)
+    mbox.cxl_mem_create_range_info(mds)
     # cxl_mock_add_event_logs(): MockMem() filled the logs already, nothing has read them yet
     cxlmd = memdev.devm_cxl_add_memdev(pdev, mds, hdm, pdev.numa_node, info)
-    _check(memdev.devm_cxl_setup_fw_upload(pdev, mds), "devm_cxl_setup_fw_upload")
-    _check(memdev.devm_cxl_sanitize_setup_notifier(pdev, cxlmd), "devm_cxl_sanitize_setup_notifier")
+    memdev.devm_cxl_setup_fw_upload(pdev, mds)
+    memdev.devm_cxl_sanitize_setup_notifier(pdev, cxlmd)
     mbox.cxl_mem_get_event_records(mds, CXLDEV_EVENT_STATUS_ALL)
     return cxlmd

@@ -22,6 +22,14 @@ from __future__ import annotations
 
 import struct
 
+from cxlsys.cxl.cxlmem import (  # the layouts the core uses too
+    CXL_DPA_MASK,
+    CXL_EVENT_DRAM_UUID,
+    CXL_EVENT_GEN_MEDIA_UUID,
+    CXL_EVENT_MEM_MODULE_UUID,
+    CXL_GET_EVENT_PAYLOAD,
+    CXL_POISON_RECORD,
+)
 from cxlsys.kernel.trace import (
     TraceEventCall,
     ev_array,
@@ -68,9 +76,7 @@ CXL_EVENT_DRAM_TAIL = struct.Struct("<3sBB3s2s32s23s")   # nibble_mask[3], bank_
 # struct cxl_event_mem_module: event_type + struct cxl_get_health_info + reserved[0x3d]
 CXL_EVENT_MEM_MODULE = struct.Struct("<BBBBB2s4s4s4s61s")
 # struct cxl_get_event_payload header: flags, reserved, overflow_err_count, first/last overflow ts, record_count
-CXL_GET_EVENT_PAYLOAD = struct.Struct("<BBHQQH10s")
 # struct cxl_poison_record
-CXL_POISON_RECORD = struct.Struct("<QII")
 
 assert CXL_EVENT_RECORD_HDR.size + CXL_EVENT_RECORD_DATA_LENGTH == CXL_EVENT_RECORD_LENGTH
 assert CXL_EVENT_RECORD_HDR.size + CXL_EVENT_MEDIA_HDR.size + CXL_EVENT_GEN_MEDIA_TAIL.size == 128
@@ -81,9 +87,6 @@ assert CXL_EVENT_RECORD_HDR.size + CXL_EVENT_MEM_MODULE.size == 128
 CXL_EVENT_TYPE_INFO, CXL_EVENT_TYPE_WARN, CXL_EVENT_TYPE_FAIL, CXL_EVENT_TYPE_FATAL, CXL_EVENT_TYPE_MAX = range(5)
 
 # UUIDs of the record types the kernel decodes (uuid_t byte order)
-CXL_EVENT_GEN_MEDIA_UUID = bytes.fromhex("fbcd0a77c260417f85a9088b1621eba6")
-CXL_EVENT_DRAM_UUID = bytes.fromhex("601dcbb39c064eabb8af4e9bfb5c9624")
-CXL_EVENT_MEM_MODULE_UUID = bytes.fromhex("fe927475dd594339a58679bab113b774")
 
 # poison (cxlmem.h)
 CXL_POISON_START_MASK = ((1 << 64) - 1) & ~0x3F         # GENMASK_ULL(63, 6)
@@ -118,7 +121,6 @@ CXL_EVENT_LOG_TYPES = (("CXL_EVENT_TYPE_INFO", CXL_EVENT_TYPE_INFO, "Information
 CXL_EVENT_RECORD_FLAGS = ((2, "PERMANENT_CONDITION"), (3, "MAINTENANCE_NEEDED"), (4, "PERFORMANCE_DEGRADED"),
                           (5, "HARDWARE_REPLACEMENT_NEEDED"))
 CXL_DPA_FLAGS_MASK = 0x3                                 # GENMASK(1, 0)
-CXL_DPA_MASK = ((1 << 64) - 1) & ~0x3F                   # GENMASK_ULL(63, 6)
 CXL_DPA_FLAGS = ((0, "VOLATILE"), (1, "NOT_REPAIRABLE"))
 CXL_GMER_EVT_DESC = ((0, "UNCORRECTABLE_EVENT"), (1, "THRESHOLD_EVENT"), (2, "POISON_LIST_OVERFLOW"))
 CXL_GMER_MEM_EVT_TYPES = (("0x00", 0x00, "ECC Error"), ("0x01", 0x01, "Invalid Address"),
