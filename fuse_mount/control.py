@@ -140,7 +140,7 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
         after_change()
         return {"rc": 0, "out": "", "err": ""}
     if cmd == "devsync":
-        hooks["devsync"](req.get("root", "/dev"), req.get("style", "mknod"))
+        hooks["devsync"](req.get("root", "/dev"), req.get("style", "mknod"), req.get("ioctl_root"))
         return {"rc": 0, "out": "", "err": ""}
     if cmd == "dump":
         # a fresh projection of the model (nothing memoized): what the mount must be serving

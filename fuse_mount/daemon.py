@@ -48,32 +48,40 @@ def sync_dev_nodes(system, dev_root: str) -> None:
             os.mknod(p, 0o600 | stat.S_IFCHR, rdev)
 
 
-def sync_umockdev_nodes(system, dev_root: str) -> None:
+def sync_umockdev_nodes(system, dev_root: str, ioctl_root: Optional[str] = None) -> None:
     """umockdev's way of faking /dev nodes for an LD_PRELOAD redirect: a plain file per node and a
     symlink ``.node/<path with / as _>`` -> ``c<major>:<minor>`` that its stat() wrapper turns into a
-    char device."""
-    want = Sysfs(system).char_devices()
+    char device.  Nodes that take ioctls live in ``ioctl_root`` instead, outside umockdev's
+    ``/dev`` (umockdev would claim their ioctls for a handler socket of its own and exit without
+    one): the ``cxlsys run`` interposer opens, stats and serves them (cxlsys/cli/interpose.py)."""
+    fs = Sysfs(system)
+    want = fs.char_devices()
+    ioctl_nodes = fs.ioctl_nodes() if ioctl_root else set()
     node_dir = os.path.join(dev_root, ".node")
     os.makedirs(node_dir, exist_ok=True)
-    for name in os.listdir(node_dir):
-        if name not in {n.replace("/", "_") for n in want}:
-            os.unlink(os.path.join(node_dir, name))
+    mine = _created.setdefault(dev_root, set())
+    for name in sorted(mine - set(want)):
+        for p in (os.path.join(dev_root, name), os.path.join(node_dir, name.replace("/", "_")),
+                  os.path.join(ioctl_root or dev_root, name)):
             try:
-                os.unlink(os.path.join(dev_root, name.replace("_", "/", 1) if name.startswith("cxl_") else name))
+                os.unlink(p)
             except FileNotFoundError:
                 pass
+        mine.discard(name)
     for name, (major, minor) in want.items():
-        p = os.path.join(dev_root, name)
+        mine.add(name)
+        p = os.path.join(ioctl_root if ioctl_root and name in ioctl_nodes else dev_root, name)
         os.makedirs(os.path.dirname(p), exist_ok=True)
         if not os.path.exists(p):
-            open(p, "w").close()
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600))
         link = os.path.join(node_dir, name.replace("/", "_"))
-        target = f"c{major}:{minor}"
-        if os.path.islink(link) and os.readlink(link) == target:
+        target = None if name in ioctl_nodes else f"c{major}:{minor}"
+        if target is not None and os.path.islink(link) and os.readlink(link) == target:
             continue
         if os.path.lexists(link):
             os.unlink(link)
-        os.symlink(target, link)
+        if target is not None:
+            os.symlink(target, link)
 
 
 def start_timer_thread(system, changed) -> threading.Thread:
@@ -106,10 +114,15 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
     fs = Sysfs(system)
     ops = SysfsOps(fs, cache=cache, no_open=no_open or bool(os.environ.get("CXLSYS_NO_OPEN")))
 
-    def devsync(root: str, style: str = "mknod") -> None:
-        fn = sync_umockdev_nodes if style == "umockdev" else sync_dev_nodes
-        fn(system, root)
-        ops.on_change = lambda: fn(system, root)
+    def devsync(root: str, style: str = "mknod", ioctl_root: Optional[str] = None) -> None:
+        if style == "umockdev":
+            def fn():
+                sync_umockdev_nodes(system, root, ioctl_root)
+        else:
+            def fn():
+                sync_dev_nodes(system, root)
+        fn()
+        ops.on_change = fn
 
     if dev_root:
         devsync(dev_root)

@@ -88,6 +88,18 @@ COMMANDS = [
     ("partition", U.CXL_MEM_COMMAND_ID_GET_PARTITION_INFO, "", 0x20),
     ("fw_info", U.CXL_MEM_COMMAND_ID_GET_FW_INFO, "", 0x50),
     ("lsa", U.CXL_MEM_COMMAND_ID_GET_LSA, (0).to_bytes(4, "little").hex() + (64).to_bytes(4, "little").hex(), 64),
+    ("supported_logs", U.CXL_MEM_COMMAND_ID_GET_SUPPORTED_LOGS, "", 0x1C),
+    # the whole CEL (56 bytes, as GET_SUPPORTED_LOGS says): struct cxl_mbox_get_log {uuid, offset, length}
+    ("cel", U.CXL_MEM_COMMAND_ID_GET_LOG,
+     (bytes.fromhex("0da9c0b5bf414b788f7996b1623b3f17") + (0).to_bytes(4, "little") + (56).to_bytes(4, "little")).hex(),
+     56),
+    ("cel_past_end", U.CXL_MEM_COMMAND_ID_GET_LOG,          # the mock refuses a read past the log's end
+     (bytes.fromhex("0da9c0b5bf414b788f7996b1623b3f17") + (8).to_bytes(4, "little") + (56).to_bytes(4, "little")).hex(),
+     56),
+    # SET_LSA is the kernel's own while the nvdimm is bound (exclusive: EBUSY)
+    ("set_lsa", U.CXL_MEM_COMMAND_ID_SET_LSA, "00" * 8 + "ab" * 16, 0),
+    # SET_PARTITION_INFO with the Immediate flag: refused from user space
+    ("set_partition_now", U.CXL_MEM_COMMAND_ID_SET_PARTITION_INFO, "00" * 8 + "01" + "00", 0),
     ("short_out", U.CXL_MEM_COMMAND_ID_IDENTIFY, "", 8),          # out.size too small for the command
     ("raw", U.CXL_MEM_COMMAND_ID_RAW, "", 0),                      # raw commands are off in 6.12's config
     ("bad_id", U.CXL_MEM_COMMAND_ID_MAX, "", 0),
@@ -133,6 +145,9 @@ def test_ioctl_path_equals_in_process(tmp_path):
     assert served["short_out"] == {"errno": "ENOMEM"} and served["raw"] == {"errno": "EPERM"}
     assert served["bad_id"] == {"errno": "ENOTTY"}
     assert served["identify"]["retval"] == 0 and served["lsa"]["out"] == "00" * 64
+    assert served["set_lsa"] == {"errno": "EBUSY"} and "errno" in served["set_partition_now"]
+    assert served["cel"]["size"] == 56 and served["supported_logs"]["out"].endswith("38000000")
+    assert "errno" in served["cel_past_end"]
 
 
 def test_node_checks_as_libcxl_does():
@@ -320,3 +335,24 @@ def test_in_process_projection_has_the_device_side():
     assert {"cxl/mem0", "ndctl0", "nmem0"} <= nodes and not any(n.startswith("dax") for n in nodes)
     assert "cxl" in fs.listdir("kernel/tracing/events") and "inject_poison" in fs.listdir("kernel/debug/cxl/mem0")
     assert fs.listdir("class/nd") == ["ndctl0"]
+
+
+def test_umockdev_path_serves_ioctls_too(tmp_path):
+    """`cxlsys run --via umockdev` (the no-root path): umockdev's preload redirects /sys, the
+    interposer opens, stats and serves the nodes that take ioctls (umockdev would claim them)."""
+    client = tmp_path / "client.py"
+    client.write_text(IOCTL_CLIENT)
+    cmds = [c for c in COMMANDS if c[0] in ("identify", "health", "lsa", "bad_id")]
+    script = (f"cxl list -m mem0 -vvv | grep -c life_used_percent; "
+              f"{sys.executable} {client} /dev/cxl/mem0 '{json.dumps(cmds)}'; "
+              f"ndctl read-labels -o {tmp_path}/nd.bin nmem0 && stat -c %s {tmp_path}/nd.bin")
+    r = subprocess.run([sys.executable, "-m", "cxlsys", "run", "--via", "umockdev", "--", "bash", "-c", script],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    count, served, size = r.stdout.split("\n")[:3]
+    assert count == "1" and size == "131072"
+    expect = in_process(cmds)
+    expect.pop("query")
+    got = json.loads(served)
+    got.pop("query")
+    assert got == expect

@@ -87,7 +87,7 @@ def run_supervised(tmp_path, calls):
                          stderr=subprocess.PIPE, preexec_fn=pre, pass_fds=(b.fileno(),))
     b.close()
     _, fds, _, _ = socket.recv_fds(a, 16, 1)
-    sup = interpose.Supervisor(fds[0], [str(root)], ioctl, devt)
+    sup = interpose.Supervisor(fds[0], [(str(root), str(root))], ioctl, devt)
     sup.start()
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err.decode()
@@ -107,6 +107,44 @@ def test_interposed_child(tmp_path):
     assert lines[7] == "other-ioctl ENOTTY"               # and its CXL-typed ioctl reaches the real kernel
     assert lines[8] == "raw 42"                           # a raw syscall(2) is interposed as well
     assert [d for d, _ in calls] == ["cxl/mem0"] * 3
+
+
+OPENER = textwrap.dedent("""
+    import os, stat, sys
+    fd = os.open("/dev/cxl/mem0", os.O_RDWR | os.O_CLOEXEC)    # no such file here: the supervisor opens it
+    st = os.fstat(fd)
+    print(os.readlink(f"/proc/self/fd/{fd}") == sys.argv[1], stat.S_ISCHR(st.st_mode))
+    try:
+        os.open("/dev/cxl/mem9", os.O_RDWR)                    # not a model node: the kernel's own answer
+    except FileNotFoundError:
+        print("ENOENT")
+""")
+
+
+def test_trap_open_installs_the_node(tmp_path):
+    """With ``trap_open`` (the umockdev path) an open of ``/dev/<node>`` is done by the supervisor
+    and the fd installed in the caller (SECCOMP_IOCTL_NOTIF_ADDFD); other opens are untouched."""
+    nodes = tmp_path / "nodes"
+    (nodes / "cxl").mkdir(parents=True)
+    (nodes / "cxl" / "mem0").write_bytes(b"")
+    a, b = socket.socketpair()
+
+    def pre():
+        a.close()
+        fd = interpose.install_filter(no_new_privs=True, trap_open=True)
+        socket.send_fds(b, [b"ok"], [fd])
+        os.close(fd)
+        b.close()
+
+    p = subprocess.Popen([sys.executable, "-c", OPENER, str(nodes / "cxl" / "mem0")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, preexec_fn=pre, pass_fds=(b.fileno(),))
+    b.close()
+    _, fds, _, _ = socket.recv_fds(a, 16, 1)
+    interpose.Supervisor(fds[0], [("/dev", str(nodes))], lambda *x: (0, errno.ENOTTY),
+                         lambda n: (245, 0) if n == "cxl/mem0" else None, trap_open=True).start()
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err.decode()
+    assert out.decode().split("\n")[:2] == ["True True", "ENOENT"]
 
 
 def test_filter_program_shape():

@@ -44,10 +44,10 @@ from typing import Callable, Optional
 _libc = ctypes.CDLL(None, use_errno=True)
 
 # per-architecture: (AUDIT_ARCH, __NR_seccomp, __NR_ioctl, __NR_fstat, __NR_newfstatat, __NR_statx, stat layout,
-#                    __NR_stat or None)
+#                    __NR_stat or None, __NR_openat, __NR_open or None)
 _ARCH = {
-    "x86_64": (0xC000003E, 317, 16, 5, 262, 332, "x86_64", 4),
-    "aarch64": (0xC00000B7, 277, 29, 80, 79, 291, "generic", None),
+    "x86_64": (0xC000003E, 317, 16, 5, 262, 332, "x86_64", 4, 257, 2),
+    "aarch64": (0xC00000B7, 277, 29, 80, 79, 291, "generic", None, 56, None),
 }
 
 SECCOMP_SET_MODE_FILTER = 1
@@ -73,6 +73,8 @@ SECCOMP_IOCTL_NOTIF_SEND = _ioc(3, ord("!"), 1, 24)
 SECCOMP_IOCTL_NOTIF_ID_VALID = _ioc(1, ord("!"), 2, 8)
 SECCOMP_IOCTL_NOTIF_SET_FLAGS = _ioc(1, ord("!"), 4, 8)
 SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP = 1          # Linux 6.6: wake the supervisor on the caller's CPU
+SECCOMP_IOCTL_NOTIF_ADDFD = _ioc(1, ord("!"), 3, 24)
+SECCOMP_ADDFD_FLAG_SEND = 1 << 1                # Linux 5.14: install the fd and answer with its number
 
 # BPF (linux/filter.h)
 BPF_LD_W_ABS = 0x20
@@ -94,9 +96,10 @@ def _arg_lo(i: int) -> int:
     return 16 + 8 * i
 
 
-def build_filter() -> list[tuple[int, int, int, int]]:
-    """The classic-BPF program (code, jt, jf, k) described in the module docstring."""
-    audit, _, nr_ioctl, nr_fstat, nr_fstatat, nr_statx, _, nr_stat = _arch()
+def build_filter(trap_open: bool = False) -> list[tuple[int, int, int, int]]:
+    """The classic-BPF program (code, jt, jf, k) described in the module docstring; with
+    ``trap_open`` also every ``open``/``openat``."""
+    audit, _, nr_ioctl, nr_fstat, nr_fstatat, nr_statx, _, nr_stat, nr_openat, nr_open = _arch()
     prog: list[tuple[int, int, int, int]] = []
     labels: dict[str, int] = {}
     fixups: list[tuple[int, str, str]] = []      # (index, true label, false label)
@@ -121,6 +124,12 @@ def build_filter() -> list[tuple[int, int, int, int]]:
     op(BPF_LD_W_ABS, 0)                       # syscall number
     jeq(nr_ioctl, "ioctl", "n1")
     label("n1")
+    if trap_open:
+        jeq(nr_openat, "notify", "n1a")
+        label("n1a")
+        if nr_open is not None:
+            jeq(nr_open, "notify", "n1b")
+        label("n1b")
     jeq(nr_fstat, "notify", "n2")
     label("n2")
     if nr_stat is not None:
@@ -163,12 +172,12 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def install_filter(no_new_privs: bool) -> int:
+def install_filter(no_new_privs: bool, trap_open: bool = False) -> int:
     """In the child, before exec: install the filter; the listener fd (ours to hand over)."""
     if no_new_privs and _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         e = ctypes.get_errno()
         raise OSError(e, f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(e)}")
-    prog = build_filter()
+    prog = build_filter(trap_open)
     arr = (_SockFilter * len(prog))(*[_SockFilter(*ins) for ins in prog])
     fprog = _SockFprog(len(prog), arr)
     nr_seccomp = _arch()[1]
@@ -268,19 +277,30 @@ class _Resp(ctypes.Structure):
 _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 
 
+class _AddFd(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint64), ("flags", ctypes.c_uint32), ("srcfd", ctypes.c_uint32),
+                ("newfd", ctypes.c_uint32), ("newfd_flags", ctypes.c_uint32)]
+
+
 class Supervisor:
     """Answers the filter's notifications; ``ioctl_fn(dev, request, arg, mem)`` runs a model ioctl
-    (returns ``(ret, errno)``), ``devt_fn(dev)`` gives a node's ``(major, minor)`` or None, and
-    ``dev_roots`` are the directories holding the model's node files (``/dev``, or umockdev's)."""
+    (returns ``(ret, errno)``), ``devt_fn(dev)`` gives a node's ``(major, minor)`` or None.
+    ``roots``: ``(path CMD uses, directory holding the node files)`` pairs — ``("/dev", "/dev")``
+    in the namespace; ``("/dev", "$T/nodes")`` on the umockdev path, where ``trap_open`` makes the
+    supervisor open a node for CMD (it installs the fd with ``SECCOMP_IOCTL_NOTIF_ADDFD``)."""
 
-    def __init__(self, listener: int, dev_roots: list[str], ioctl_fn: Callable, devt_fn: Callable) -> None:
+    def __init__(self, listener: int, roots: list, ioctl_fn: Callable, devt_fn: Callable,
+                 trap_open: bool = False) -> None:
         self.fd = listener
-        self.dev_roots = [os.path.realpath(d) for d in dev_roots]
+        self.roots = [(os.path.normpath(v), os.path.realpath(r)) for v, r in roots]
+        self.dev_roots = [r for _, r in self.roots]
         self.ioctl_fn = ioctl_fn
         self.devt_fn = devt_fn
+        self.trap_open = trap_open
         self.layout = _arch()[6]
         self.nrs = _arch()[2:6]
         self.nr_stat = _arch()[7]
+        self.nr_openat, self.nr_open = _arch()[8:10]
         self.thread = threading.Thread(target=self._loop, daemon=True, name="cxlsys-interposer")
         self.handled = 0
 
@@ -329,10 +349,17 @@ class Supervisor:
             except OSError:
                 return None
             p = base + "/" + p
-        p = os.path.normpath(p)
-        if not any(p.startswith(r + "/") for r in self.dev_roots):
-            return None
-        return self._node_at(os.path.realpath(p))
+        real = self._real(os.path.normpath(p))
+        return self._node_at(real) if real is not None else None
+
+    def _real(self, p: str) -> Optional[str]:
+        """Where the node file for CMD's path ``p`` is, if ``p`` is below a root."""
+        for visible, real in self.roots:
+            if p.startswith(visible + "/"):
+                return os.path.realpath(real + p[len(visible):])
+            if p.startswith(real + "/"):
+                return os.path.realpath(p)
+        return None
 
     def _loop(self) -> None:
         # best effort: without it (before 6.6) every notification costs two cross-CPU wake-ups
@@ -346,17 +373,22 @@ class Supervisor:
                     continue
                 return                                    # listener closed: every traced process is gone
             try:
-                val, err, cont = self._handle(notif)
+                answer = self._handle(notif)
             except Exception as e:                        # never leave a caller blocked
                 sys.stderr.write(f"cxlsys interposer: {type(e).__name__}: {e}\n")
-                val, err, cont = 0, 0, True
+                answer = (0, 0, True)
+            if answer is None:                            # answered already (an fd installed with SEND)
+                continue
+            val, err, cont = answer
             resp = _Resp(notif.id, val, -err if err else 0, SECCOMP_USER_NOTIF_FLAG_CONTINUE if cont else 0)
             _libc.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_SEND, ctypes.byref(resp))
 
-    def _handle(self, n: _Notif) -> tuple[int, int, bool]:
+    def _handle(self, n: _Notif) -> Optional[tuple[int, int, bool]]:
         nr_ioctl, nr_fstat, nr_fstatat, nr_statx = self.nrs
         pid, a = n.pid, n.args
         mem = ProcessMemory(pid)
+        if self.trap_open and n.nr in (self.nr_openat, self.nr_open):
+            return self._open(n, mem)
         if n.nr == nr_ioctl:
             node = self._node(pid, ctypes.c_int32(a[0] & 0xFFFFFFFF).value)
             if node is None:
@@ -393,6 +425,45 @@ class Supervisor:
         data = pack_statx(st, mode, rdev) if kind == "statx" else pack_stat(st, mode, rdev, self.layout)
         self.handled += 1
         return (0, 0, False) if mem.write(buf, data) else (0, errno.EFAULT, False)
+
+
+    def _open(self, n: _Notif, mem: ProcessMemory) -> Optional[tuple[int, int, bool]]:
+        """open/openat of a model node by CMD: open the node file here and install it in CMD."""
+        a = n.args
+        if n.nr == self.nr_open:
+            dirfd, path, flags = AT_FDCWD, a[0], a[1]
+        else:
+            dirfd, path, flags = ctypes.c_int32(a[0] & 0xFFFFFFFF).value, a[1], a[2]
+        head = mem.read(path, 5)
+        if head is None:                  # the string ends before a page boundary it would cross
+            head = (mem.cstring(path) or b"")[:5]
+        if head.startswith(b"/") and head != b"/dev/" or not head:
+            return 0, 0, True             # the common case, answered after a 5-byte read
+        name = mem.cstring(path)
+        if not name:
+            return 0, 0, True
+        if not name.startswith(b"/"):     # relative to the cwd or dirfd: only below a node root
+            try:
+                base = os.readlink(f"/proc/{n.pid}/cwd" if dirfd == AT_FDCWD else f"/proc/{n.pid}/fd/{dirfd}")
+            except OSError:
+                return 0, 0, True
+            name = os.fsencode(base) + b"/" + name
+        real = self._real(os.path.normpath(os.fsdecode(name)))
+        if real is None or self._node_at(real) is None:
+            return 0, 0, True
+        try:
+            local = os.open(real, (flags & (os.O_ACCMODE | os.O_NONBLOCK)) | os.O_CLOEXEC)
+        except OSError as err:
+            return 0, err.errno or errno.EIO, False
+        try:
+            add = _AddFd(n.id, SECCOMP_ADDFD_FLAG_SEND, local, 0, flags & os.O_CLOEXEC)
+            if _libc.ioctl(self.fd, SECCOMP_IOCTL_NOTIF_ADDFD, ctypes.byref(add)) < 0:
+                code = ctypes.get_errno()
+                return None if code == errno.ENOENT else (0, code, False)   # ENOENT: the caller is gone
+        finally:
+            os.close(local)
+        self.handled += 1
+        return None
 
 
 class ControlIoctl:

@@ -154,16 +154,18 @@ def _mount_tracing(mnt: str) -> list:
 
 def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None) -> int:
     """Run CMD, forwarding INT/TERM/HUP/QUIT to it; its exit status (128+signal if killed).
-    ``interpose = (control socket, [node roots])``: CMD runs under the ioctl interposer's seccomp
-    filter (:mod:`cxlsys.cli.interpose`), supervised from a thread here."""
+    ``interpose = (control socket, [node roots], trap_open)`` (see :func:`_interpose`): CMD runs
+    under the ioctl interposer's seccomp filter (:mod:`cxlsys.cli.interpose`), supervised from a
+    thread here."""
     pair = socket.socketpair() if interpose else None
+    trap_open = bool(interpose and interpose[2])
     child = os.fork()
     if child == 0:
         try:
             if pair is not None:
                 pair[0].close()
                 try:
-                    listener = install_filter(no_new_privs=os.geteuid() != 0)
+                    listener = install_filter(no_new_privs=os.geteuid() != 0, trap_open=trap_open)
                     socket.send_fds(pair[1], [b"ok"], [listener])
                     os.close(listener)
                 except OSError as e:
@@ -180,7 +182,7 @@ def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None) -> int:
         pair[0].close()
         if fds:
             link = ControlIoctl(interpose[0])
-            Supervisor(fds[0], interpose[1], link.ioctl, link.devt).start()
+            Supervisor(fds[0], interpose[1], link.ioctl, link.devt, trap_open=trap_open).start()
         elif msg:
             sys.stderr.write(msg.decode(errors="replace"))
 
@@ -199,8 +201,10 @@ def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None) -> int:
     return 128 - rc if rc < 0 else rc
 
 
-def _interpose(ctl: str, roots: list) -> Optional[tuple]:
-    return None if os.environ.get("CXLSYS_NO_INTERPOSE") else (ctl, roots)
+def _interpose(ctl: str, roots: list, trap_open: bool = False) -> Optional[tuple]:
+    """``roots``: (the /dev path CMD names, where the node files really are); ``trap_open``: the
+    interposer opens those nodes for CMD (umockdev's path redirect cannot be used for them)."""
+    return None if os.environ.get("CXLSYS_NO_INTERPOSE") else (ctl, roots, trap_open)
 
 
 def _stop_daemon(pid: int) -> None:
@@ -266,7 +270,7 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
             for f in PROC_FILES:         # the model's /proc/meminfo and /proc/iomem
                 mount(os.path.join(mnt, CXLSYS_DIR, "proc", f), f"/proc/{f}", None, MS_BIND)
             request(ctl, {"cmd": "devsync", "root": "/dev"})
-            return _run_child(cmd, _env(work, ctl), _interpose(ctl, ["/dev"]))
+            return _run_child(cmd, _env(work, ctl), _interpose(ctl, [("/dev", "/dev")]))
         finally:
             for m in [f"/proc/{f}" for f in PROC_FILES] + tracing + ["/sys", "/dev", hostdev, mnt]:
                 umount(m)
@@ -282,10 +286,11 @@ def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
             return 1
         work, mnt, dev, ctl = served
         try:
-            request(ctl, {"cmd": "devsync", "root": dev, "style": "umockdev"})
+            nodes = os.path.join(work, "nodes")      # the nodes that take ioctls: outside umockdev's /dev
+            request(ctl, {"cmd": "devsync", "root": dev, "style": "umockdev", "ioctl_root": nodes})
             env = _env(work, ctl)
             env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)
             env["UMOCKDEV_DIR"] = work
-            return _run_child(cmd, env, _interpose(ctl, [dev]))
+            return _run_child(cmd, env, _interpose(ctl, [("/dev", nodes)], trap_open=True))
         finally:
             subprocess.call(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)
