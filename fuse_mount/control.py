@@ -121,14 +121,15 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
         return {"rc": 0, "out": "", "err": ""}
     if cmd == "dmesg":
         with system.lock:
-            lines = system.klog.lines() if req.get("show", True) else []
+            lines = system.klog.lines(max_level=int(req.get("max_level", 7))) if req.get("show", True) else []
             if req.get("clear"):
                 system.klog.clear()
         return {"rc": 0, "out": "".join(x + "\n" for x in lines), "err": ""}
     if cmd == "journal":
         since = req.get("since")
         with system.lock:
-            recs = [r for r in system.klog.records if since is None or r.wall >= since]
+            level = int(req.get("max_level", 7))
+            recs = [r for r in system.klog.records if (since is None or r.wall >= since) and r.level <= level]
         host = os.uname().nodename
         out = [f"{time.strftime('%b %d %H:%M:%S', time.localtime(r.wall))} {host} kernel: {r.text}" for r in recs]
         if req.get("reverse"):

@@ -54,14 +54,20 @@ def journalctl(argv) -> int:
             since = _since(next(it, ""))
         elif a.startswith("--since="):
             since = _since(a.split("=", 1)[1])
-    return _ctl({"cmd": "journal", "since": since, "reverse": reverse})
+    return _ctl({"cmd": "journal", "since": since, "reverse": reverse, "max_level": _console_level()})
 
 
 def dmesg(argv) -> int:
     """``dmesg`` prints the log, ``-C``/``--clear`` clears it, ``-c``/``--read-clear`` does both."""
     clear = any(a in ("-C", "--clear", "-c", "--read-clear") for a in argv)
     show = not any(a in ("-C", "--clear") for a in argv)
-    return _ctl({"cmd": "dmesg", "clear": clear, "show": show})
+    return _ctl({"cmd": "dmesg", "clear": clear, "show": show, "max_level": _console_level()})
+
+
+def _console_level() -> int:
+    """What a kernel without dynamic debug has in its log: everything but dev_dbg()/pr_debug()
+    (level 7).  ``CXLSYS_DYNDBG=1`` shows those too (``cxlsys dmesg`` always does)."""
+    return 7 if os.environ.get("CXLSYS_DYNDBG") else 6
 
 
 SHIMS = {"modprobe": modprobe, "udevadm": udevadm, "journalctl": journalctl, "dmesg": dmesg}

@@ -1014,12 +1014,15 @@ class Tracing:
     # ------------------------------------------------------------------ current task
     @contextlib.contextmanager
     def current(self, pid: int, comm: str, cpu: int = 0):
-        """Charge the events emitted inside to this task (the FUSE request's caller)."""
-        old, self.task = self.task, Task(pid=pid, comm=comm[:15], cpu=cpu)
-        try:
-            yield self.task
-        finally:
-            self.task = old
+        """Charge the events emitted inside to this task (the FUSE request's caller).  Holds the
+        system lock throughout: requests served on other threads (the control socket's ioctls)
+        wait, as their state changes would anyway, so each event is charged to its own caller."""
+        with self.sys.lock:
+            old, self.task = self.task, Task(pid=pid, comm=comm[:15], cpu=cpu)
+            try:
+                yield self.task
+            finally:
+                self.task = old
 
     def record_cmdline(self, task: Task) -> None:
         """tracing_record_cmdline(): remember pid -> comm for the output (``saved_cmdlines``)."""
