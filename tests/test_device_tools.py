@@ -210,7 +210,8 @@ def test_set_partition_applies_at_reset():
 
 
 def test_events_fill_trace():
-    """event_trigger drains the mock's logs into the cxl trace events (cxl-events.sh's counts)."""
+    """event_trigger drains the mock's logs into the cxl trace events (cxl-events.sh's counts); the
+    general media and DRAM records of a memdev in the auto region name that region."""
     r = cxlsys_run("""
         echo > /sys/kernel/tracing/trace
         echo 1 > /sys/kernel/tracing/events/cxl/enable
@@ -219,9 +220,20 @@ def test_events_fill_trace():
         echo 0 > /sys/kernel/tracing/tracing_on
         t=$(cat /sys/kernel/tracing/trace)
         for k in cxl_overflow log=Fatal log=Failure log=Informational; do echo "$k $(grep -c $k <<< "$t")"; done
+        region=$(cxl list -R | jq -r '.[0].region')
+        memdev=$(cxl list -r $region --targets | jq -r '.[0].mappings[0].memdev')
+        host=$(cxl list -m $memdev | jq -r '.[0].host')
+        echo > /sys/kernel/tracing/trace
+        echo 1 > /sys/kernel/tracing/tracing_on
+        echo 1 > /sys/bus/platform/devices/$host/event_trigger
+        echo 0 > /sys/kernel/tracing/tracing_on
+        echo "gm_region $(grep -c "cxl_general_media.*$region" /sys/kernel/tracing/trace)"
+        echo "dram_region $(grep -c "cxl_dram.*$region" /sys/kernel/tracing/trace)"
     """)
     counts = dict(line.split() for line in r.stdout.splitlines())
-    assert counts == {"cxl_overflow": "1", "log=Fatal": "2", "log=Failure": "16", "log=Informational": "3"}
+    assert {k: counts[k] for k in ("cxl_overflow", "log=Fatal", "log=Failure", "log=Informational")} == \
+        {"cxl_overflow": "1", "log=Fatal": "2", "log=Failure": "16", "log=Informational": "3"}
+    assert int(counts["gm_region"]) > 0 and int(counts["dram_region"]) > 0
 
 
 def test_poison_inject_list_clear():
@@ -238,8 +250,16 @@ def test_poison_inject_list_clear():
         echo 1 > /sys/bus/cxl/devices/$m/trigger_poison_list
         echo "after $(grep -c 'cxl_poison:.*trace_type=List' /sys/kernel/tracing/trace)"
         echo 0x1 > /sys/kernel/debug/cxl/$m/inject_poison 2>/dev/null || echo "unaligned refused"
+        region=$(cxl list -R | jq -r '.[0].region')
+        rm=$(cxl list -r $region --targets | jq -r '.[0].mappings[0].memdev')
+        echo 0x0 > /sys/kernel/debug/cxl/$rm/inject_poison
+        echo > /sys/kernel/tracing/trace
+        echo 1 > /sys/bus/cxl/devices/$rm/trigger_poison_list
+        echo "in_region $(grep -c "cxl_poison:.*region=$region " /sys/kernel/tracing/trace)"
+        echo 0x0 > /sys/kernel/debug/cxl/$rm/clear_poison
     """)
     assert "listed 4" in r.stdout and "after 0" in r.stdout and "unaligned refused" in r.stdout
+    assert "in_region 1" in r.stdout
 
 
 def test_sanitize_and_wait():
@@ -273,9 +293,12 @@ PY
 
 def test_firmware_upload_keeps_the_image(tmp_path):
     """The firmware upload class device (what cxl update-firmware writes): the image reaches the
-    device through TRANSFER_FW; fw_buf_checksum is its SHA-256; the staged slot moves."""
+    device through TRANSFER_FW; fw_buf_checksum is its SHA-256; GET_FW_INFO shows it staged in the
+    next slot (cxl-update-firmware.sh's checks)."""
     img = tmp_path / "fw.bin"
     img.write_bytes(hashlib.sha256(b"seed").digest() * (1 << 15))       # 1 MiB
+    client = tmp_path / "client.py"
+    client.write_text(IOCTL_CLIENT)
     r = cxlsys_run(f"""
         fw=/sys/bus/cxl/devices/mem0/firmware/mem0
         echo 1 > $fw/loading
@@ -285,9 +308,12 @@ def test_firmware_upload_keeps_the_image(tmp_path):
         echo "error=[$(cat $fw/error)]"
         host=$(cxl list -m mem0 | jq -r '.[0].host')
         cat /sys/bus/platform/devices/$host/fw_buf_checksum
+        {sys.executable} {client} /dev/cxl/mem0 '{json.dumps([c for c in COMMANDS if c[0] == "fw_info"])}'
     """, timeout=120)
     assert "error=[]" in r.stdout
     assert hashlib.sha256(img.read_bytes()).hexdigest() in r.stdout
+    info = bytes.fromhex(json.loads(r.stdout.splitlines()[-1])["fw_info"]["out"])
+    assert info[1] & 0x7 == 2 and (info[1] >> 3) & 0x7 == 3     # cxl_test starts at slot 2; staged in 3
 
 
 def _encrypted_keys_work() -> bool:
@@ -303,8 +329,8 @@ def _encrypted_keys_work() -> bool:
 
 @pytest.mark.skipif(not _encrypted_keys_work(), reason="keyctl or encrypted keys unavailable here")
 def test_nvdimm_security_with_keyring():
-    """ndctl setup-passphrase / update / freeze on a CXL nmem, keys from the real keyring
-    (what ndctl's security.sh does for cxl)."""
+    """ndctl setup-passphrase / update / remove / sanitize-dimm (erase) / lock + enable-dimm (unlock
+    with the key from the keyring) / freeze on a CXL nmem (what ndctl's security.sh does for cxl)."""
     r = cxlsys_run("""
         keyctl new_session >/dev/null; keyctl link @u @s
         mkdir -p /etc/ndctl/keys
@@ -318,6 +344,15 @@ def test_nvdimm_security_with_keyring():
         ndctl update-passphrase $dev >/dev/null; echo "update $(st security)"
         ndctl remove-passphrase $dev >/dev/null; echo "remove $(st security)"
         ndctl setup-passphrase $dev -k user:$master >/dev/null
+        ndctl sanitize-dimm -c $dev >/dev/null; echo "erase $(st security)"
+        ndctl setup-passphrase $dev -k user:$master >/dev/null
+        ndctl disable-dimm $dev >/dev/null
+        pmem=$(cat /sys/bus/nd/devices/$dev/cxl/provider)
+        echo 1 > $(dirname $(dirname $(readlink -f /sys/bus/cxl/devices/$pmem)))/security_lock
+        echo "lock $(st security)"
+        ndctl enable-dimm $dev >/dev/null; echo "unlock $(st security)"
+        ndctl remove-passphrase $dev >/dev/null
+        ndctl setup-passphrase $dev -k user:$master >/dev/null
         ndctl freeze-security $dev >/dev/null; echo "frozen $(st security_frozen)"
         ndctl remove-passphrase $dev >/dev/null 2>&1 || echo "remove refused when frozen"
         keyctl unlink "$(keyctl search @u encrypted nvdimm:$id)" >/dev/null 2>&1 || true
@@ -325,6 +360,7 @@ def test_nvdimm_security_with_keyring():
         rm -f /etc/ndctl/keys/$master.blob /etc/ndctl/keys/nvdimm_${id}_$(hostname).blob
     """, timeout=120)
     assert "setup unlocked" in r.stdout and "update unlocked" in r.stdout and "remove disabled" in r.stdout
+    assert "erase disabled" in r.stdout and "lock locked" in r.stdout and "unlock unlocked" in r.stdout
     assert "frozen true" in r.stdout and "remove refused when frozen" in r.stdout
 
 
