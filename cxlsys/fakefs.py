@@ -77,6 +77,9 @@ class FakeSysfs:
             if self._busy or not data:
                 return
             try:
+                # open(..., "w") truncates: on sysfs a no-op, on tracefs ``trace`` the clear (pyfakefs
+                # does not say how the file was opened; an "a" open is taken for a "w" one)
+                self.sysfs.truncate(p)
                 self.sysfs.write(p, data)
             except KernelError as e:
                 raise OSError(e.errno, os.strerror(e.errno), self._full(p)) from None

@@ -124,8 +124,7 @@ class Sysfs:
     def _refresh(self) -> None:
         """Run due delayed work (cxlsys/kernel/timer.py), then apply the model's change reports to
         what this projection served."""
-        if self.sys.timers.run_due():
-            self.sys.flush_work()
+        self.sys.run_timers()
         ch = self.sys.changes
         if ch.gen == self._seen:
             return
@@ -199,6 +198,23 @@ class Sysfs:
             self._notified = set()
             self._flags = [False, False, False]
             return out
+
+    def run_timers(self) -> Optional[float]:
+        """Run the model's delayed work that is due; the seconds until the next is due (None: no
+        timer pending).  What an adapter's timer thread calls (then :meth:`sync`)."""
+        with self.sys.lock:
+            self.sys.run_timers()
+            deadline = self.sys.timers.next_deadline()
+            return None if deadline is None else max(0.0, deadline - self.sys.timers.clock())
+
+    def on_timer_added(self, fn: Optional[Callable[[], None]]) -> None:
+        """Call ``fn`` whenever the model schedules delayed work (an adapter's timer thread wakes)."""
+        self.sys.timers.on_add = fn
+
+    def as_task(self, pid: int, comm: str):
+        """A context: what the model does inside is done on behalf of task ``pid`` (trace events
+        are charged to it), as the kernel runs a system call in its caller's context."""
+        return self.sys.tracing.current(pid, comm)
 
     def poll_event(self, path: str) -> int:
         """The kernfs event count of the file at ``path`` (symlinks followed): it moves each time
@@ -356,6 +372,8 @@ class Sysfs:
                 self.sys.klog.log(f"{err.reason} [write {shown} to /sys/{path.strip('/')}: "
                                   f"{errno.errorcode.get(err.errno, err.errno)}]", "err")
                 raise
+            except Exception as e:
+                raise self._internal(f"write to /sys/{path.strip('/')}", e) from e
             finally:
                 self.sys.flush_work()
                 if not getattr(node, "pure", False):
@@ -372,7 +390,7 @@ class Sysfs:
             if fn is not None:
                 if not node.writable:
                     raise KernelError(errno.EACCES, f"{path}: read-only file")
-                fn()
+                self._call(f"truncate /sys/{path.strip('/')}", fn)
                 self.sys.changes.values()
 
     def mkdir(self, path: str) -> None:
@@ -388,7 +406,7 @@ class Sysfs:
             fn = getattr(pnode, "mkdir", None)
             if fn is None:
                 raise KernelError(errno.EPERM, f"{path}: mkdir not supported here")
-            fn(name)
+            self._call(f"mkdir /sys/{p}", fn, name)
             self._refresh()
 
     def rmdir(self, path: str) -> None:
@@ -406,7 +424,7 @@ class Sysfs:
             fn = getattr(pnode, "rmdir", None)
             if fn is None:
                 raise KernelError(errno.EPERM, f"{path}: rmdir not supported here")
-            fn(name)
+            self._call(f"rmdir /sys/{p}", fn, name)
             self._refresh()
 
     # ------------------------------------------------------------------ whole tree
@@ -438,14 +456,29 @@ class Sysfs:
             return {d.devname: d.devt for d in self.sys.all_devices() if d.devt is not None and d.devname}
 
 
+    def _internal(self, where: str, e: Exception) -> KernelError:
+        """An unexpected exception in the model is a bug: WARN with its traceback in the kernel log,
+        and EIO for the caller — never a made-up kernel refusal."""
+        self.sys.klog.warn_exception(where, e)
+        return KernelError(errno.EIO, f"internal error in {where}: {e!r}")
+
+    def _call(self, where: str, fn, *args):
+        try:
+            return fn(*args)
+        except KernelError:
+            raise
+        except Exception as e:
+            raise self._internal(where, e) from e
+
     def ioctl_nodes(self) -> set:
         """The /dev names of the char devices that take ioctls (a device class with ``ioctl``)."""
         with self.sys.lock:
             return {d.devname for d in self.sys.all_devices()
                     if d.devt is not None and d.devname and callable(getattr(d, "ioctl", None))}
 
-    def ioctl(self, devname: str, cmd: int, arg: int, uaccess) -> int:
-        """ioctl(2) on ``/dev/<devname>``: the device's ``ioctl(cmd, arg, uaccess)`` return value.
+    def ioctl(self, devname: str, cmd: int, arg: int, uaccess, f_flags: int = 0o2) -> int:
+        """ioctl(2) on ``/dev/<devname>`` opened with ``f_flags`` (O_RDWR by default): the device's
+        ``ioctl(cmd, arg, uaccess, f_flags)`` return value.
         KernelError: ENXIO when no device has that node any more (the kernel's dead-cdev answer),
         ENOTTY when the device takes no ioctls, the device's errno otherwise; an unexpected
         exception is an internal bug: EIO, with its traceback in the kernel log."""
@@ -458,12 +491,7 @@ class Sysfs:
             if fn is None:
                 raise KernelError(errno.ENOTTY, f"/dev/{devname}: no ioctls")
             try:
-                return int(fn(cmd, arg, uaccess))
-            except KernelError:
-                raise
-            except Exception as e:
-                self.sys.klog.warn_exception(f"ioctl {cmd:#x} on /dev/{devname}", e)
-                raise KernelError(errno.EIO, f"/dev/{devname}: internal error in ioctl {cmd:#x}: {e!r}") from e
+                return int(self._call(f"ioctl {cmd:#x} on /dev/{devname}", fn, cmd, arg, uaccess, f_flags))
             finally:
                 self.sys.flush_work()
                 self.sys.changes.values()

@@ -215,6 +215,14 @@ class System:
             yield d
             stack.extend(reversed(d.children.values()))
 
+    def run_timers(self) -> int:
+        """Run the delayed work that is due (under the lock), then the work it queued."""
+        with self.lock:
+            n = self.timers.run_due(on_error=lambda e: self.klog.warn_exception("delayed work", e))
+            if n:
+                self.flush_work()
+            return n
+
     def queue_work(self, fn: Callable[[], None]) -> None:
         self.work.append(fn)
 

@@ -19,8 +19,9 @@ for dumps and the pyfakefs tree) reads nothing and consumes nothing; ``read_at(p
 (an adapter's read(2)) consumes up to ``n`` bytes.  With nothing buffered they return no bytes
 (end of file) instead of blocking.
 
-``trace`` (and ``per_cpu/*/trace``) clears on truncate (``open(O_TRUNC)``: :meth:`Sysfs.truncate`)
-and on any write; ``set_event`` is emptied by a truncate, as the kernel does on ``O_TRUNC``.
+``trace`` (and ``per_cpu/*/trace``) clears on truncate (``open(O_TRUNC)``: :meth:`Sysfs.truncate`,
+what ``echo > trace`` does); a write itself does nothing (the kernel's ``tracing_write_stub``);
+``set_event`` is emptied by a truncate, as the kernel does on ``O_TRUNC``.
 
 Every callable resolves its trace array by name when it runs, so a node an adapter still holds
 for a removed and re-created instance reaches the new one, never the old.
@@ -42,6 +43,11 @@ from cxlsys.kstrto import kstrtoint, strip_newline
 TRACEFS_ROOT_MODE = 0o700        # TRACEFS_DEFAULT_MODE
 TRACEFS_DIR_MODE = 0o750         # tracefs_create_dir()
 EVENTFS_DIR_MODE = 0o755         # eventfs directories
+
+
+def _write_stub(buf: str) -> None:
+    """tracing_write_stub(): ``trace`` accepts writes and ignores them; the clear is the open's
+    O_TRUNC (:class:`TraceFile` ``truncate``)."""
 
 
 @attrs.frozen(eq=False)
@@ -116,7 +122,7 @@ def _array_entries(t: Tracing, name: Optional[str]) -> dict:
         "set_event": TraceFile(TRACE_MODE_WRITE, lambda: tr().set_event_show(),
                                lambda buf: tr().set_event_store(buf), truncate=lambda: tr().set_system(None, False)),
         "timestamp_mode": TFile(TRACE_MODE_READ, lambda: "[delta] absolute\n"),
-        "trace": TraceFile(TRACE_MODE_WRITE, lambda: tr().trace_show(), lambda buf: tr().clear(),
+        "trace": TraceFile(TRACE_MODE_WRITE, lambda: tr().trace_show(), _write_stub,
                            truncate=lambda: tr().clear()),
         "trace_clock": TFile(TRACE_MODE_WRITE, lambda: tr().trace_clock_show(),
                              lambda buf: tr().trace_clock_store(strip_newline(buf))),
@@ -154,7 +160,7 @@ def _cpu_dir(t: Tracing, name: Optional[str], cpu: int) -> KDir:
     return KDir(lambda: {
         "buffer_size_kb": TFile(TRACE_MODE_WRITE, lambda: tr().buffer_size_kb_text(), size_store),
         "stats": TFile(TRACE_MODE_READ, lambda: tr().stats_show(cpu)),
-        "trace": TraceFile(TRACE_MODE_WRITE, lambda: tr().trace_show(cpu), lambda buf: tr().clear(cpu),
+        "trace": TraceFile(TRACE_MODE_WRITE, lambda: tr().trace_show(cpu), _write_stub,
                            truncate=lambda: tr().clear(cpu)),
         "trace_pipe": TBinFile(TRACE_MODE_READ, lambda off, n: tr().pipe_read(n, cpu), size=0),
         "trace_pipe_raw": TBinFile(TRACE_MODE_READ, lambda off, n: tr().raw_read(cpu, n), size=0),

@@ -26,3 +26,12 @@ def request(path: str, req: dict, timeout: float = 60.0) -> dict:
     with s:
         s.sendall(json.dumps(req).encode() + b"\n")
         return json.loads(recv_line(s))
+
+
+def task_comm(pid: int) -> str:
+    """The command name of task ``pid`` (``/proc/PID/comm``), as trace records show it."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "<...>"

@@ -31,7 +31,7 @@ from cxlsys.errors import KernelError
 from cxlsys.kernel_api import MM_FUNCTIONS, mm_call
 from cxlsys.sysfs import Sysfs
 from cxlsys.treedump import SKIP, dump_model
-from fuse_mount.client import recv_line
+from fuse_mount.client import recv_line, task_comm
 
 
 def serve(path: str, system, hooks: dict) -> threading.Thread:
@@ -43,6 +43,7 @@ def serve(path: str, system, hooks: dict) -> threading.Thread:
     srv.listen(16)
 
     def handle(conn):
+        conn.settimeout(120)     # a stalled peer (an ioctl conversation holds the lock) cannot wedge the model
         with conn:
             buf = recv_line(conn)
             try:
@@ -72,8 +73,11 @@ class RemoteUserMemory:
         self.conn = conn
 
     def _ask(self, msg: dict) -> dict:
-        self.conn.sendall(json.dumps(msg).encode() + b"\n")
-        rep = json.loads(recv_line(self.conn) or b"{}")
+        try:
+            self.conn.sendall(json.dumps(msg).encode() + b"\n")
+            rep = json.loads(recv_line(self.conn) or b"{}")
+        except OSError as e:        # the caller went away or stalled: its memory is out of reach
+            raise KernelError(errno.EFAULT, f"user memory: {msg['op']} at {msg['addr']:#x}: {e}") from e
         if "errno" in rep or not rep:
             raise KernelError(rep.get("errno", errno.EFAULT), f"user memory: {msg['op']} at {msg['addr']:#x} faulted")
         return rep
@@ -90,14 +94,11 @@ class RemoteUserMemory:
 
 def ioctl(system, req: dict, conn: socket.socket, hooks: dict) -> dict:
     pid = int(req.get("pid") or 0)
+    fs = Sysfs(system)
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            comm = f.read().strip()
-    except OSError:
-        comm = "<...>"
-    try:
-        with system.tracing.current(pid, comm):
-            ret = Sysfs(system).ioctl(str(req["dev"]), int(req["request"]), int(req["arg"]), RemoteUserMemory(conn))
+        with fs.as_task(pid, task_comm(pid)):
+            ret = fs.ioctl(str(req["dev"]), int(req["request"]), int(req["arg"]), RemoteUserMemory(conn),
+                           int(req.get("f_flags", os.O_RDWR)))
     except KernelError as e:
         rep = {"rc": 1, "errno": e.errno}
     else:

@@ -84,25 +84,19 @@ def sync_umockdev_nodes(system, dev_root: str, ioctl_root: Optional[str] = None)
             os.symlink(target, link)
 
 
-def start_timer_thread(system, changed) -> threading.Thread:
+def start_timer_thread(fs: Sysfs, changed) -> threading.Thread:
     """The kernel's timer softirq for the model: run delayed work (cxlsys/kernel/timer.py) when it
-    is due, under the system lock, then tell the mount what changed — a sanitize that ends while
-    nobody reads still shows ``disabled`` to the next cached read."""
+    is due (:meth:`Sysfs.run_timers`, under the system lock), then tell the mount what changed — a
+    sanitize that ends while nobody reads still shows ``disabled`` to the next cached read."""
     wake = threading.Event()
-    system.timers.on_add = wake.set
+    fs.on_timer_added(wake.set)
 
     def loop():
         while True:
-            with system.lock:
-                deadline = system.timers.next_deadline()
-            wake.wait(None if deadline is None else max(0.0, deadline - system.timers.clock()))
+            wait = fs.run_timers()
+            changed()
+            wake.wait(wait)
             wake.clear()
-            with system.lock:
-                ran = system.timers.run_due()
-                if ran:
-                    system.flush_work()
-            if ran:
-                changed()
 
     t = threading.Thread(target=loop, daemon=True, name="cxlsys-timers")
     t.start()
@@ -114,13 +108,15 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
     fs = Sysfs(system)
     ops = SysfsOps(fs, cache=cache, no_open=no_open or bool(os.environ.get("CXLSYS_NO_OPEN")))
 
+    nodes_lock = threading.Lock()        # FUSE, timer and control threads may all sync at once
+
     def devsync(root: str, style: str = "mknod", ioctl_root: Optional[str] = None) -> None:
-        if style == "umockdev":
-            def fn():
-                sync_umockdev_nodes(system, root, ioctl_root)
-        else:
-            def fn():
-                sync_dev_nodes(system, root)
+        def fn():
+            with nodes_lock:
+                if style == "umockdev":
+                    sync_umockdev_nodes(system, root, ioctl_root)
+                else:
+                    sync_dev_nodes(system, root)
         fn()
         ops.on_change = fn
 
@@ -128,7 +124,7 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
         devsync(dev_root)
     if control_path:
         control.serve(control_path, system, {"changed": ops.sync, "devsync": devsync})
-    start_timer_thread(system, ops.sync)
+    start_timer_thread(fs, ops.sync)
     opts = dict(foreground=foreground, fsname="cxlsys", subtype="cxlsys", default_permissions=True,
                 max_threads=16, nothreads=not os.environ.get("CXLSYS_THREADS"))
     if allow_other:

@@ -16,6 +16,7 @@ import mfusepy  # noqa: E402
 
 from cxlsys.errors import KernelError  # noqa: E402
 from cxlsys.sysfs import S_DIR, S_FILE, Sysfs  # noqa: E402
+from fuse_mount.client import task_comm  # noqa: E402
 
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
 ATTR_FILE_SIZE = 4096
@@ -61,6 +62,8 @@ class SysfsOps(mfusepy.Operations):
         self.on_change = on_change         # called when devices came or went (/dev node sync)
         self._pollers: dict = {}           # real path -> poll handles waiting for a sysfs_notify
         self._pollers_lock = threading.Lock()
+        self._seen: dict = {}              # open handle -> the kernfs event count it has seen
+        self._next_fh = 0
         self.fuse_ptr = None
         self.fs.sync()
         self.t0 = int(time.time() * 1e9)
@@ -179,29 +182,53 @@ class SysfsOps(mfusepy.Operations):
         if acc == os.O_WRONLY and not e.writable or acc == os.O_RDWR and not (e.writable or e.rdwr_open):
             raise mfusepy.FuseOSError(errno.EACCES)
         fi.direct_io = 1
-        fi.fh = self.fs.poll_event(path) + 1     # kernfs: the event count this open has seen
+        fi.fh = self._open_event(self.fs.poll_event(path))
         return 0
+
+    def _open_event(self, event: int) -> int:
+        """A handle for one open file: its slot keeps the kernfs event count the open has seen
+        (kernfs_open_file.event), moved on every read.  Releases do not reach Python, so the slots
+        are a bounded table; a handle whose slot was recycled polls as "seen nothing"."""
+        with self._pollers_lock:
+            self._next_fh += 1
+            fh = self._next_fh
+            self._seen[fh] = event
+            if len(self._seen) > 8192:
+                del self._seen[next(iter(self._seen))]
+            return fh
 
     def poll(self, path, fh, ph, reventsp):
         """kernfs_fop_poll: ready for reading always; POLLERR|POLLPRI once the attribute was
-        notified after this open.  Otherwise the handle waits until :meth:`sync` sees the notify.
-        (kernfs also moves an open's event on every read; here it is the one seen at open.)"""
-        seen = (fh.fh - 1) if fh is not None and fh.fh else 0
+        notified after this open's last read (or the open).  Otherwise the handle waits until
+        :meth:`sync` sees the notify; it is registered before the count is checked again, so a
+        notify in between is never missed."""
+        key = fh.fh if fh is not None else 0
         real = self.fs.realpath(path) or path.strip("/")
+        with self._pollers_lock:
+            seen = self._seen.get(key, 0)
+            if ph:
+                self._pollers.setdefault(real, []).append(ph)
         mask = POLL_DEFAULT
         if self.fs.poll_event(path) != seen:
             mask |= POLL_NOTIFIED
             if ph:
-                _lib.fuse_pollhandle_destroy(ph)
-        elif ph:
-            with self._pollers_lock:
-                self._pollers.setdefault(real, []).append(ph)
+                with self._pollers_lock:
+                    waiting = self._pollers.get(real, [])
+                    mine = ph in waiting
+                    if mine:
+                        waiting.remove(ph)
+                if mine:
+                    _lib.fuse_pollhandle_destroy(ph)
         reventsp[0] = mask
         return 0
 
-    # No per-open state: each read renders the attribute (show) and returns the slice asked
-    # for; flush and release are left to libfuse (no Python round trip on close).
+    # Per-open state is only the kernfs event count (poll): each read renders the attribute (show)
+    # and returns the slice asked for; flush and release are left to libfuse (no Python round trip
+    # on close).
     def read(self, path, size, offset, fh):
+        key = getattr(fh, "fh", 0)
+        if key in self._seen:
+            self._seen[key] = self.fs.poll_event(path)     # kernfs: a read catches up with the events
         try:
             if self.no_open:
                 e = self.fs.lookup(path)
@@ -257,12 +284,7 @@ class SysfsOps(mfusepy.Operations):
     def _as_caller(self):
         """Charge what this request does (trace events) to the calling task, as the kernel would."""
         pid = caller_pid()
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-        except OSError:
-            comm = "<...>"
-        return self.sys.tracing.current(pid, comm)
+        return self.fs.as_task(pid, task_comm(pid))
 
     def chmod(self, path, mode):
         raise mfusepy.FuseOSError(errno.EPERM)

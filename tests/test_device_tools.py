@@ -272,7 +272,7 @@ def test_sanitize_and_wait():
         members=$(cxl list -b cxl_test -RT | jq -r '.[].mappings[].memdev')
         read m host < <(cxl list -b cxl_test -M | jq -r '.[] | select(.host | startswith("cxl_mem.")) |
                         "\\(.memdev) \\(.host)"' | grep -v -w -F "$members" | head -1)
-        echo 1500 > /sys/bus/platform/devices/$host/sanitize_timeout
+        echo 3000 > /sys/bus/platform/devices/$host/sanitize_timeout
         echo 1 > /sys/bus/cxl/devices/$m/security/sanitize
         echo "during $(cat /sys/bus/cxl/devices/$m/security/state)"
         python3 - /sys/bus/cxl/devices/$m/security/state <<'PY'

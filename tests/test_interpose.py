@@ -2,7 +2,7 @@
 supervised in this process, with a fake model: fstat of a node file reads as the char device,
 ioctls with the CXL/ND type bytes reach the handler (which reads and writes the child's memory),
 everything else is untouched.  The end-to-end path (real tools, the daemon) is in
-tests/test_mailbox_tools.py."""
+tests/test_device_tools.py."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def run_supervised(tmp_path, calls):
     def devt(name):
         return (245, 0) if name == "cxl/mem0" else None
 
-    def ioctl(dev, req, arg, mem):
+    def ioctl(dev, req, arg, mem, f_flags=os.O_RDWR):
         calls.append((dev, req))
         if req & 0xFF != 1:
             return 0, errno.ENOTTY

@@ -769,3 +769,16 @@ def test_probe_stops_at_the_first_failure(sys_, monkeypatch):
     assert calls == ["cxl_memdev_state_create", "cxl_enumerate_cmds", "cxl_poison_state_init", "cxl_set_timestamp"]
     pdev = sys_.machine.devices["cxl_mem.6"]
     assert pdev.driver is None and not any(n.startswith("mem") for n in fs.listdir(pdev.path))
+
+
+def test_cxl_pci_device_is_not_cxl_tests_canned_one():
+    """Behind a cxl_pci host (a QEMU topology) the device model answers like the mock but is
+    healthy and has no event records: nothing of cxl_test's fake faults shows up there."""
+    s = System.boot("qemu-hdm-db")
+    md = next(d for d in s.cxl_bus.devices if d.name.startswith("mem"))
+    m = md.mds.mbox.mbox_send.__self__
+    assert m.canned is False
+    rc, cmd = send(m, GET_HEALTH_INFO, size_out=0x12)
+    assert rc == 0 and cmd.payload_out == struct.pack("<BBBBhIII", 0, 0, 0, 0, 25, 0, 0, 0)
+    assert all(not log.events for log in m.mes.mock_logs)
+    assert "Clearing" not in "\n".join(s.klog.lines())        # no event records were read at probe

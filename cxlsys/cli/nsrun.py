@@ -175,6 +175,8 @@ def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None) -> int:
             os.execvpe(cmd[0], cmd, env)
         except OSError as e:
             sys.stderr.write(f"cxlsys run: {cmd[0]}: {e.strerror}\n")
+        except BaseException as e:      # never unwind into the parent's cleanup from the forked child
+            sys.stderr.write(f"cxlsys run: {type(e).__name__}: {e}\n")
         os._exit(127)
     if pair is not None and interpose is not None:
         pair[1].close()

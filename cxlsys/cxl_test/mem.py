@@ -61,11 +61,27 @@ from cxlsys.base.device import RO, RW, WO, AttrGroup, Device
 from cxlsys.base.platform import PlatformDevice, PlatformDriver
 from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core import mbox, memdev
-from cxlsys.cxl.cxlmem import (  # the layouts the core uses too
+from cxlsys.cxl.cxlmem import (  # the layouts and values the core uses too
     CXL_CEL_ENTRY,
     CXL_EVENT_DRAM_UUID,
     CXL_EVENT_GEN_MEDIA_UUID,
     CXL_EVENT_MEM_MODULE_UUID,
+    CXL_EVENT_RECORD_HANDLE_OFFSET,
+    CXL_EVENT_RECORD_RAW_SIZE,
+    CXL_EVENT_TYPE_FAIL,
+    CXL_EVENT_TYPE_FATAL,
+    CXL_EVENT_TYPE_INFO,
+    CXL_EVENT_TYPE_MAX,
+    CXL_FW_ACTIVATE_OFFLINE,
+    CXL_FW_ACTIVATE_ONLINE,
+    CXL_FW_TRANSFER_ACTION_ABORT,
+    CXL_FW_TRANSFER_ACTION_CONTINUE,
+    CXL_FW_TRANSFER_ACTION_END,
+    CXL_FW_TRANSFER_ACTION_FULL,
+    CXL_FW_TRANSFER_ACTION_INITIATE,
+    CXL_FW_TRANSFER_ALIGNMENT,
+    CXL_GET_EVENT_FLAG_MORE_RECORDS,
+    CXL_GET_EVENT_FLAG_OVERFLOW,
     CXL_GSL_ENTRY,
     CXL_MBOX_ACTIVATE_FW,
     CXL_MBOX_CLEAR_POISON,
@@ -76,7 +92,19 @@ from cxlsys.cxl.cxlmem import (  # the layouts the core uses too
     CXL_MBOX_POISON_IN,
     CXL_MBOX_SET_PARTITION_INFO,
     CXL_MBOX_SET_TIMESTAMP_IN,
+    CXL_PMEM_SEC_STATE_FROZEN,
+    CXL_PMEM_SEC_STATE_LOCKED,
+    CXL_PMEM_SEC_STATE_MASTER_PASS_SET,
+    CXL_PMEM_SEC_STATE_MASTER_PLIMIT,
+    CXL_PMEM_SEC_STATE_USER_PASS_SET,
+    CXL_PMEM_SEC_STATE_USER_PLIMIT,
     CXL_POISON_LIST_MAX,
+    CXL_POISON_SOURCE_INJECTED,
+    CXL_SET_PARTITION_IMMEDIATE_FLAG,
+    CXLDEV_EVENT_STATUS_ALL,
+    CXLDEV_EVENT_STATUS_FAIL,
+    CXLDEV_EVENT_STATUS_FATAL,
+    CXLDEV_EVENT_STATUS_INFO,
     CxlMboxCmd,
 )
 from cxlsys.errors import KernelError
@@ -126,40 +154,11 @@ CXL_CMD_EFFECT_NONE = 0
 
 # ------------------------------------------------------------------ cxlmem.h / cxl.h / event.h facts
 NVDIMM_PASSPHRASE_LEN = 32
-CXL_PMEM_SEC_STATE_USER_PASS_SET = 0x01
-CXL_PMEM_SEC_STATE_MASTER_PASS_SET = 0x02
-CXL_PMEM_SEC_STATE_LOCKED = 0x04
-CXL_PMEM_SEC_STATE_FROZEN = 0x08
-CXL_PMEM_SEC_STATE_USER_PLIMIT = 0x10
-CXL_PMEM_SEC_STATE_MASTER_PLIMIT = 0x20
 CXL_PMEM_SEC_PASS_MASTER = 0
 CXL_PMEM_SEC_PASS_USER = 1
 
-CXL_FW_TRANSFER_ACTION_FULL = 0x0
-CXL_FW_TRANSFER_ACTION_INITIATE = 0x1
-CXL_FW_TRANSFER_ACTION_CONTINUE = 0x2
-CXL_FW_TRANSFER_ACTION_END = 0x3
-CXL_FW_TRANSFER_ACTION_ABORT = 0x4
-CXL_FW_TRANSFER_ALIGNMENT = 128
-CXL_FW_ACTIVATE_ONLINE = 0x0
-CXL_FW_ACTIVATE_OFFLINE = 0x1
 
-CXL_GET_EVENT_FLAG_OVERFLOW = 1 << 0
-CXL_GET_EVENT_FLAG_MORE_RECORDS = 1 << 1
-CXL_EVENT_TYPE_INFO = 0
-CXL_EVENT_TYPE_WARN = 1
-CXL_EVENT_TYPE_FAIL = 2
-CXL_EVENT_TYPE_FATAL = 3
-CXL_EVENT_TYPE_MAX = 4
-CXLDEV_EVENT_STATUS_INFO = 1 << 0
-CXLDEV_EVENT_STATUS_WARN = 1 << 1
-CXLDEV_EVENT_STATUS_FAIL = 1 << 2
-CXLDEV_EVENT_STATUS_FATAL = 1 << 3
-CXLDEV_EVENT_STATUS_ALL = (CXLDEV_EVENT_STATUS_INFO | CXLDEV_EVENT_STATUS_WARN | CXLDEV_EVENT_STATUS_FAIL
-                           | CXLDEV_EVENT_STATUS_FATAL)
 
-CXL_POISON_SOURCE_INJECTED = 3
-CXL_SET_PARTITION_IMMEDIATE_FLAG = 1 << 0
 
 # trace.h: record header flags and the values the mock records use
 CXL_EVENT_RECORD_FLAG_PERMANENT = 1 << 2
@@ -205,8 +204,6 @@ CXL_PASS_ERASE = CXL_DISABLE_PASS
 CXL_MBOX_GET_SECURITY_STATE_OUT = struct.Struct("<I")
 # struct cxl_event_record_raw: uuid + a 112-byte event whose first 32 bytes are the common header
 CXL_EVENT_RECORD_HDR = struct.Struct("<B3sHHQB15x")          # length, flags[3], handle, related, ts, class
-CXL_EVENT_RECORD_RAW_SIZE = 128
-CXL_EVENT_RECORD_HANDLE_OFFSET = 16 + 4                      # uuid, length, flags[3]
 CXL_EVENT_GEN_MEDIA_BODY = struct.Struct("<QBBB2sBB3s16s46x")    # after the header
 CXL_EVENT_DRAM_BODY = struct.Struct("<QBBB2sBB3sBB3s2s32s23x")
 CXL_EVENT_MEM_MODULE_BODY = struct.Struct("<BBBBB2s4s4s4s61x")   # event_type + struct cxl_get_health_info
@@ -391,6 +388,10 @@ class MockMem:
     mds: Any = attrs.field(default=None, repr=False)                # the kernel's cxl_memdev_state
     on_background_done: Optional[Callable[[], None]] = attrs.field(default=None, repr=False)
     realtime_ns: Callable[[], int] = attrs.field(default=time.time_ns, repr=False)   # ktime_get_real_ns
+    # cxl_test's canned device: its fake health (maintenance needed, all data lost, ...) and its
+    # mock event records.  False for the device behind a cxl_pci host (a QEMU topology): a healthy
+    # device with empty event logs, whose mailbox otherwise answers like the mock's
+    canned: bool = True
 
     lsa: bytearray = attrs.field(init=False, repr=False)
     fw: bytearray = attrs.field(factory=bytearray, repr=False)      # grows up to FW_SIZE as written
@@ -424,7 +425,8 @@ class MockMem:
         if not ram and not pmem:
             ram, pmem = (DEV_SIZE, 0) if self.rcd else (DEV_SIZE // 2, DEV_SIZE // 2)
         self.active_volatile, self.active_persistent = ram, pmem
-        cxl_mock_add_event_logs(self.mes)
+        if self.canned:
+            cxl_mock_add_event_logs(self.mes)
 
     # ----- what the device is
     @property
@@ -628,7 +630,8 @@ class MockMem:
     def mock_health_info(self, cmd: CxlMboxCmd) -> int:
         # maint needed | perf degraded | hw replacement; media "all data lost"; ext status: life used
         # normal, temperature critical, corrected volatile warning, corrected persistent normal
-        out = CXL_MBOX_HEALTH_INFO.pack(0x7, 0x3, 0x18, 15, 25, 10, 20, 30)
+        out = CXL_MBOX_HEALTH_INFO.pack(0x7, 0x3, 0x18, 15, 25, 10, 20, 30) if self.canned else \
+            CXL_MBOX_HEALTH_INFO.pack(0, 0, 0, 0, 25, 0, 0, 0)       # media normal, nothing to report
         if cmd.size_out < len(out):
             return -errno.EINVAL
         self._reply(cmd, out)
@@ -1020,7 +1023,7 @@ class MockMemDevice(PlatformDevice):
 
     def security_lock_store(self, buf: str) -> None:
         mock = _mock_of(self)
-        val = kstrtoint(buf, 0)
+        val = _kstrtoint_einval(buf)
         if val != 1:
             raise KernelError(errno.EINVAL, f"{self.name}: security_lock: only 1 (lock) can be written")
         if not mock.security_state & CXL_PMEM_SEC_STATE_USER_PASS_SET:
@@ -1057,7 +1060,7 @@ class CxlMockMemDriver(PlatformDriver):
         return f"{self.poison.inject_dev_max}\n"
 
     def poison_inject_max_store(self, buf: str) -> None:
-        val = kstrtoint(buf, 0)
+        val = _kstrtoint_einval(buf)
         if not self.poison.empty():
             raise KernelError(errno.EBUSY, "poison_inject_max: poison is injected")
         if val > MOCK_INJECT_TEST_MAX:
@@ -1082,7 +1085,7 @@ def mock_mem_bind(pdev: Device, info: MemdevInfo) -> MockMem:
             pdev.partition, pdev.partition_next = pdev.partition_next, None
         if pdev.partition is not None:
             info = attrs.evolve(info, ram_size=pdev.partition[0], pmem_size=pdev.partition[1])
-    mock = MockMem(info=info, sys=pdev.sys, host=pdev,
+    mock = MockMem(info=info, sys=pdev.sys, host=pdev, canned=isinstance(pdev, MockMemDevice),
                    poison=drv.poison if drv is not None else MockPoisonList())
     if isinstance(pdev, MockMemDevice):       # dev_set_drvdata(); a plain host keeps it via mds only
         pdev.drvdata = mock
@@ -1095,6 +1098,14 @@ def mock_mem_bind(pdev: Device, info: MemdevInfo) -> MockMem:
 
     pdev.devm_add_action(release, "cxl_mock_mem:mdata")
     return mock
+
+
+def _kstrtoint_einval(buf: str) -> int:
+    """mem.c's stores: ``if (kstrtoint(buf, 0, &val) < 0) return -EINVAL`` (ERANGE too)."""
+    try:
+        return kstrtoint(buf, 0)
+    except KernelError as e:
+        raise KernelError(errno.EINVAL, e.reason) from e
 
 
 def cxl_mock_mem_probe(pdev: Device, info: MemdevInfo, hdm: Any) -> Any:

@@ -59,8 +59,9 @@ class Timers:
             heapq.heappop(self._heap)
         return self._heap[0][0] if self._heap else None
 
-    def run_due(self) -> int:
-        """Run every timer whose deadline has passed; how many ran."""
+    def run_due(self, on_error: Optional[Callable[[Exception], None]] = None) -> int:
+        """Run every timer whose deadline has passed; how many ran.  A callback that raises is an
+        internal bug: ``on_error(exc)`` reports it (the kernel log's WARN) and the rest still run."""
         n = 0
         while self._heap:
             deadline, _, h = self._heap[0]
@@ -71,6 +72,11 @@ class Timers:
                 break
             heapq.heappop(self._heap)
             h.cancelled = True
-            h.fn()
+            try:
+                h.fn()
+            except Exception as e:
+                if on_error is None:
+                    raise
+                on_error(e)
             n += 1
         return n

@@ -417,7 +417,8 @@ def _uuid_str(b: bytes) -> str:
 
 
 def cxl_poison_state_init(mds: M.CxlMemdevState) -> None:
-    """The Get Poison List buffer is one mailbox payload (nothing to allocate here)."""
+    """The kernel allocates the Get Poison List output buffer here (when the CEL enabled the
+    command); the model's mailbox replies are bytes, so there is nothing to set up."""
 
 
 def cxl_set_timestamp(mds: M.CxlMemdevState) -> None:

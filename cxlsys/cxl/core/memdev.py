@@ -5,12 +5,10 @@ What the files show comes from the driver's :class:`~cxlsys.cxl.cxlmem.CxlMemdev
 device answered over its mailbox at probe); :class:`MemdevInfo` is the device model's
 configuration (what a mock answers) plus the properties no mailbox command reports.
 
-Also here, for want of their own module:
-
-* ``firmware/memN/`` — the firmware upload class device of drivers/base/firmware_loader
-  (sysfs.c + sysfs_upload.c: ``loading``, ``data``, ``status``, ``error``, ``remaining_size``,
-  ``cancel``), whose upload worker runs as delayed work on ``sys.timers``; and cxl's fw_upload ops;
-* the DPA-to-region/HPA translation and the per-endpoint poison walk of drivers/cxl/core/region.c
+cxl's fw_upload ops (prepare/write/poll_complete/cancel over TRANSFER_FW and ACTIVATE_FW) are
+here; the upload class device ``firmware/memN/`` they plug into is
+:mod:`cxlsys.base.firmware_loader`.  Also here, for want of their own module: the DPA-to-region/HPA
+translation and the per-endpoint poison walk of drivers/cxl/core/region.c
   (``cxl_dpa_to_region``, ``cxl_dpa_to_hpa``, ``cxl_get_poison_by_endpoint``).
 """
 
@@ -187,7 +185,7 @@ class CxlMemdev(Device):
         MB.cxl_mem_sanitize(self, M.CXL_MBOX_OP_SECURE_ERASE)
 
     # ----- the char device
-    def ioctl(self, cmd: int, arg: int, uaccess: UserMemory) -> int:
+    def ioctl(self, cmd: int, arg: int, uaccess: UserMemory, f_flags: int = 0o2) -> int:
         """cxl_memdev_ioctl(): ENXIO once the memdev is shut down, ENOTTY for an unknown ioctl."""
         cxlds = self.cxlds
         if cxlds is None or cxlds.type != M.CXL_DEVTYPE_CLASSMEM:
