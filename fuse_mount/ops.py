@@ -181,6 +181,8 @@ class SysfsOps(mfusepy.Operations):
             raise mfusepy.FuseOSError(errno.EACCES)
         if acc == os.O_WRONLY and not e.writable or acc == os.O_RDWR and not (e.writable or e.rdwr_open):
             raise mfusepy.FuseOSError(errno.EACCES)
+        if fi.flags & os.O_TRUNC and e.writable:     # libfuse 3 passes O_TRUNC here (atomic_o_trunc)
+            self.truncate(path, 0)
         fi.direct_io = 1
         fi.fh = self._open_event(self.fs.poll_event(path))
         return 0
