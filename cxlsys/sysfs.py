@@ -343,11 +343,12 @@ class Sysfs:
             node = self._file(path)
             if not node.readable:
                 raise KernelError(errno.EIO, f"{path}: write-only attribute")
+            where = f"read of /sys/{path.strip('/')}"
             if isinstance(node, KBinFile):
                 assert node.read is not None
-                return node.read(offset, node.size - offset if size is None else size)
+                return self._call(where, node.read, offset, node.size - offset if size is None else size)
             assert node.show is not None
-            data = node.show().encode("utf-8", "surrogateescape")
+            data = self._call(where, node.show).encode("utf-8", "surrogateescape")
             return data[offset:] if size is None else data[offset:offset + size]
 
     def write(self, path: str, data: bytes, offset: int = 0) -> int:

@@ -200,3 +200,45 @@ def test_cxlsys_mount_umount_and_dmesg(tmp_path):
     finally:
         subprocess.run(cli + ["umount", str(mp)], cwd=ROOT, timeout=60, check=False)
     assert not os.path.ismount(mp)
+
+
+def test_mount_refuses_a_busy_or_non_empty_directory(tmp_path):
+    """`cxlsys mount` never hides files or another mount: a mount point (here /proc) and a
+    non-empty directory are refused before any daemon starts."""
+    cli = [sys.executable, "-m", "cxlsys"]
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep").write_text("x")
+    for target, why in (("/proc", "already a mount point"), (str(full), "not empty")):
+        r = subprocess.run(cli + ["mount", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr
+    assert (full / "keep").read_text() == "x" and not os.path.ismount(str(full))
+
+
+def test_failed_run_leaves_no_work_dir(tmp_path):
+    """A `cxlsys run` refused for a bad topology, parameter or profile leaves no work directory."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    cli = [sys.executable, "-m", "cxlsys", "run"]
+    for bad in (["--topology", "no-such-topology"], ["--kernel", "9.99"], ["--param", "x=y"]):
+        r = subprocess.run(cli + bad + ["--", "true"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)
+    assert not list(tmp_path.glob("cxlsys-*"))
+
+
+def test_dmesg_on_a_stale_socket(tmp_path):
+    """`cxlsys dmesg DIR` whose daemon is gone (a stale control socket): a message, no traceback."""
+    import socket as socket_mod
+
+    from cxlsys.cli.main import control_path
+    mp = tmp_path / "gone"
+    mp.mkdir()
+    ctl = control_path(str(mp))
+    s = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+    s.bind(ctl)
+    s.close()                       # the file stays; nobody listens
+    try:
+        r = subprocess.run([sys.executable, "-m", "cxlsys", "dmesg", str(mp)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 1 and "stale socket" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        os.unlink(ctl)

@@ -27,7 +27,8 @@ def _params(items) -> dict:
         try:
             out[k] = int(v, 0)
         except ValueError:
-            raise SystemExit(f"cxlsys: --param {kv!r}: expected key=integer")
+            sys.stderr.write(f"cxlsys: --param {kv!r}: expected key=integer\n")
+            raise SystemExit(2)
     return out
 
 
@@ -51,11 +52,17 @@ def control_path(mountpoint: str) -> str:
 
 
 def cmd_mount(args) -> int:
-    system = _system(args)
     mp = args.mountpoint
     if not os.path.isdir(mp):
         sys.stderr.write(f"cxlsys mount: {mp}: not a directory\n")
         return 2
+    if os.path.ismount(mp):
+        sys.stderr.write(f"cxlsys mount: {mp}: already a mount point (unmount it first)\n")
+        return 2
+    if os.listdir(mp):
+        sys.stderr.write(f"cxlsys mount: {mp}: not empty (a mount would hide its files)\n")
+        return 2
+    system = _system(args)
     ctl = control_path(mp)
     from fuse_mount.daemon import serve  # loads libfuse3 (ctypes): only the commands that mount need it
     if args.foreground:
@@ -104,7 +111,12 @@ def cmd_dmesg(args) -> int:
     if not ctl or not os.path.exists(ctl):
         sys.stderr.write("cxlsys dmesg: no running cxlsys (give the mount point, or run inside 'cxlsys run')\n")
         return 1
-    rep = request(ctl, {"cmd": "dmesg"})
+    try:
+        rep = request(ctl, {"cmd": "dmesg"})
+    except OSError as e:
+        sys.stderr.write(f"cxlsys dmesg: no cxlsys answers at {ctl} ({e.strerror or e}): a stale socket of a "
+                         "daemon that is gone?\n")
+        return 1
     sys.stdout.write(rep["out"])
     return rep["rc"]
 

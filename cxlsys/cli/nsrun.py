@@ -225,11 +225,12 @@ def _served(system_factory, prefix: str, extra: str, cache: bool, allow_other: b
     """A work dir with sys/ (the FUSE mount) and ``extra``/, the daemon serving the model there;
     yields (work, mnt, extra dir, control socket), or None if the daemon did not come up.  The
     caller unmounts what it mounted; the daemon is stopped and the work dir removed here."""
+    system = system_factory()      # a bad topology, parameter or profile stops here, before any work dir exists
     work = tempfile.mkdtemp(prefix=prefix)
     mnt, other, ctl = os.path.join(work, "sys"), os.path.join(work, extra), os.path.join(work, "control.sock")
     os.mkdir(mnt)
     os.mkdir(other)
-    pid = _start_daemon(system_factory(), work, mnt, ctl, cache, allow_other)
+    pid = _start_daemon(system, work, mnt, ctl, cache, allow_other)
     try:
         yield (work, mnt, other, ctl) if _wait_mounted(pid, mnt, ctl, work) else None
     finally:
