@@ -226,6 +226,10 @@ BAD = [
      "window[0].node", "no [[node]] has id 5"),
     ("window-base-unaligned", _set(["window", 0, "base"], "0x490001000"),
      "window[0].base", "256M aligned"),
+    ("window-size-past-64-bit", _set(["window", 0, "size"], hex(1 << 70)),
+     "window[0].size", "64-bit window size"),
+    ("window-end-past-64-bit", _set(["window", 0, "base"], hex((1 << 64) - (1 << 28))),
+     "window[0].base", "passes the end of the 64-bit address space"),
     ("xor-without-cxims", _set(["window", 1, "arithmetic"], "xor"),
      "window[1].arithmetic", "CXIMS"),
     ("memdev-ram-not-256M", _set(["memdev", 0, "ram"], "100M"),
@@ -349,6 +353,15 @@ def test_load_bad_toml(tmp_path):
     with pytest.raises(TopologyError) as e:
         load_topology(str(p))
     assert str(e.value).startswith(f"{p}: not valid TOML:")
+
+
+def test_load_too_deep(tmp_path):
+    """Nesting that exhausts the TOML parser's recursion is a topology error, not a traceback."""
+    p = tmp_path / "deep.toml"
+    p.write_text('description = "deep"\nx = ' + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(TopologyError) as e:
+        load_topology(str(p))
+    assert "nested too deeply" in str(e.value)
 
 
 def test_load_missing_preset():

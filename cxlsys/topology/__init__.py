@@ -91,6 +91,8 @@ def load_topology(name_or_path: str) -> Topology:
         raise TopologyError(f"{p}: not valid TOML: {e}")
     except UnicodeDecodeError:
         raise TopologyError(f"{p}: not valid TOML: not UTF-8 text")
+    except RecursionError:              # tomllib recurses per nesting level
+        raise TopologyError(f"{p}: not a topology: nested too deeply")
     except OSError as e:
         raise TopologyError(f"{p}: cannot read: {e.strerror}")
     return parse_topology(data, str(p))

@@ -77,6 +77,10 @@ def parse_windows(r: _Reader, raw: list[Any], where: dict[int, str], nodes: list
             r.err(f"{w}.size", f"{d['size']:#x} is not a non-zero multiple of 256M")
         if d.get("base") is not None and d["base"] % SZ_256M:
             r.err(f"{w}.base", f"{d['base']:#x} is not 256M aligned (CFMWS base HPA alignment)")
+        if d["size"] >= 1 << 64:      # CFMWS Window Size and Base HPA are 64-bit fields
+            r.err(f"{w}.size", f"{d['size']:#x} does not fit the CFMWS's 64-bit window size")
+        if d.get("base") is not None and d["base"] + d["size"] > 1 << 64:
+            r.err(f"{w}.base", f"{d['base']:#x} + size {d['size']:#x} passes the end of the 64-bit address space")
         r.within(d.get("qtg_id", -1), f"{w}.qtg_id", -1, 0xFFFF, "-1 = none")
         if "node" in d and not any(n.id == d["node"] for n in nodes):
             r.err(f"{w}.node", f"no [[node]] has id {d['node']} (declare the window's NUMA node)")
