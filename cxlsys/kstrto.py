@@ -71,6 +71,15 @@ def kstrtobool(s: str) -> bool:
     raise KernelError(errno.EINVAL, f"not a boolean: {s!r}")
 
 
+def kstrtobool_true(s: str) -> bool:
+    """``kstrtobool(buf, &v) || !v`` as one refusal: true only for a true value; a parse error and
+    a false value read the same (the stores that take only "1" treat both as EINVAL)."""
+    try:
+        return kstrtobool(s)
+    except KernelError:
+        return False
+
+
 def sysfs_streq(a: str, b: str) -> bool:
     return _strip_nl(a) == _strip_nl(b)
 

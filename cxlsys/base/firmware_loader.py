@@ -18,18 +18,11 @@ import attrs
 from cxlsys.base.device import RO, RW, WO, AttrGroup, Device, device_add, device_del
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import KBinFile
-from cxlsys.kstrto import kstrtobool, simple_strtol
+from cxlsys.kstrto import kstrtobool_true, simple_strtol
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.kernel.timer import TimerHandle
 
-
-def _strtobool(buf: str) -> bool:
-    """kstrtobool() where a parse error and false are the same refusal."""
-    try:
-        return kstrtobool(buf)
-    except KernelError:
-        return False
 
 FW_STATUS_UNKNOWN, FW_STATUS_LOADING, FW_STATUS_DONE, FW_STATUS_ABORTED = range(4)
 
@@ -160,7 +153,7 @@ class FwUpload(Device):
         return f"{fw_upload_prog_str[self.err_progress]}:{err}\n"
 
     def cancel_store(self, buf: str) -> None:
-        if not _strtobool(buf):
+        if not kstrtobool_true(buf):
             raise KernelError(errno.EINVAL, f"{self.name}: cancel: expected a true value")
         idle = self.progress == FW_UPLOAD_PROG_IDLE
         self.ops.cancel()              # called even when idle: the driver's cancel flag stays set

@@ -18,7 +18,7 @@ from cxlsys.cxl.core.memdev import CxlMemdev, cxl_trigger_poison_list
 from cxlsys.cxl.core.pmem import devm_cxl_add_nvdimm
 from cxlsys.cxl.core.port import cxl_detach_ep, devm_cxl_add_port, find_cxl_port_by_uport, find_dport, unregister_port
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import kstrtobool
+from cxlsys.kstrto import kstrtobool_true
 
 
 def _ensure_dport(md: CxlMemdev, dport_dev):
@@ -60,11 +60,7 @@ def delete_endpoint(md: CxlMemdev, endpoint_parent) -> None:
 
 
 def trigger_poison_list_store(md: CxlMemdev, buf: str) -> None:
-    try:
-        trigger = kstrtobool(buf)
-    except KernelError:
-        trigger = False
-    if not trigger:
+    if not kstrtobool_true(buf):
         raise KernelError(errno.EINVAL, f"{md.name}: trigger_poison_list: expected a true value")
     cxl_trigger_poison_list(md)
 

@@ -34,7 +34,7 @@ from cxlsys.cxl import cxl as C
 from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core import mbox as MB
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import kstrtobool
+from cxlsys.kstrto import kstrtobool_true
 from cxlsys.uapi import cxl_mem as U
 
 if TYPE_CHECKING:  # pragma: no cover - forward declarations (port.py and hdm.py sit above this file)
@@ -175,12 +175,12 @@ class CxlMemdev(Device):
 
     # ----- stores
     def security_sanitize_store(self, buf: str) -> None:
-        if not _strtobool(buf):
+        if not kstrtobool_true(buf):
             raise KernelError(errno.EINVAL, f"{self.name}: sanitize: expected a true value")
         MB.cxl_mem_sanitize(self, M.CXL_MBOX_OP_SANITIZE)
 
     def security_erase_store(self, buf: str) -> None:
-        if not _strtobool(buf):
+        if not kstrtobool_true(buf):
             raise KernelError(errno.EINVAL, f"{self.name}: erase: expected a true value")
         MB.cxl_mem_sanitize(self, M.CXL_MBOX_OP_SECURE_ERASE)
 
@@ -196,13 +196,6 @@ class CxlMemdev(Device):
             return MB.cxl_send_cmd(self, arg, uaccess)
         raise KernelError(errno.ENOTTY, f"{self.name}: unknown ioctl {cmd:#x}")
 
-
-def _strtobool(buf: str) -> bool:
-    """kstrtobool() where a parse error and false are the same refusal."""
-    try:
-        return kstrtobool(buf)
-    except KernelError:
-        return False
 
 
 def set_exclusive_cxl_commands(mds: M.CxlMemdevState, cmds: set) -> None:
