@@ -89,6 +89,8 @@ def mm_call(system, fn: str, args: list | tuple = (), kwargs: Optional[Mapping] 
         raise ValueError(f"mm: no oracle function {fn!r} (one of {', '.join(MM_FUNCTIONS)})")
     with system.lock:
         out = getattr(system.mm, fn)(*args, **dict(kwargs or {}))
+        if fn == "set_mempolicy":          # the one oracle call that changes state: the task policy
+            system.journal_record("mm", fn=fn, args=list(args), kwargs=dict(kwargs or {}))
     return json.loads(json.dumps(_plain(out)))
 
 

@@ -31,6 +31,7 @@ import attrs
 from cxlsys.base.device import CLASSES, DEV_CHAR, TOP_DEVICES, SysfsDir
 from cxlsys.debugfs import debugfs_root
 from cxlsys.errors import KernelError
+from cxlsys.journal import RecordingUserMemory, payload
 from cxlsys.kernfs import S_DIR, S_FILE, S_LINK, KBinFile, KDir, KLink, kernfs_target_path
 from cxlsys.procfs import procfs_dir
 from cxlsys.tracefs import tracefs_root
@@ -54,6 +55,8 @@ class Entry:
     writable: bool = False       # file: has a store and a write bit
     binary: bool = False         # file: a binary attribute (offset reads and writes)
     rdwr_open: bool = False      # file: open(O_RDWR) allowed for a reader (tracefs; kernfs refuses)
+    uid: Optional[int] = None    # owner set by root's chown (None: the mount's owner)
+    gid: Optional[int] = None
 
 
 @attrs.frozen
@@ -67,13 +70,19 @@ class Sync:
     notified: frozenset = frozenset()   # files sysfs_notify()'d: wake their poll(2)ers
 
 
-def _entry(node) -> Entry:
+def _entry(node, ia: Optional[dict] = None) -> Entry:
+    """``ia``: root's chmod/chown of the node (kernfs iattrs).  As kernfs_fop_open, a file opens
+    for reading/writing only if it has the operation *and* its mode (as changed) has a bit for it —
+    for root too."""
     if node.kind == S_LINK:
         return Entry(S_LINK, 0o777, target=node.target)
+    mode = node.mode if ia is None else ia.get("mode", node.mode)
+    uid, gid = (None, None) if ia is None else (ia.get("uid"), ia.get("gid"))
     if node.kind == S_DIR:
-        return Entry(S_DIR, node.mode)
-    return Entry(S_FILE, node.mode, readable=node.readable, writable=node.writable,
-                 binary=isinstance(node, KBinFile), rdwr_open=getattr(node, "rdwr_open", False))
+        return Entry(S_DIR, mode, uid=uid, gid=gid)
+    return Entry(S_FILE, mode, readable=node.readable and (ia is None or bool(mode & 0o444)),
+                 writable=node.writable and (ia is None or bool(mode & 0o222)),
+                 binary=isinstance(node, KBinFile), rdwr_open=getattr(node, "rdwr_open", False), uid=uid, gid=gid)
 
 
 def sysfs_root(s) -> KDir:
@@ -135,7 +144,7 @@ class Sysfs:
         self._notified.update(cs.notified)
         if not cs.shape:
             return
-        for path in cs.removed:
+        for path in cs.removed + cs.iattrs:
             self._forget(path)
         dirty: set[str]
         if cs.everything:
@@ -272,10 +281,10 @@ class Sysfs:
             hit = self._entries.get(key)
             if hit is None:
                 p = path.strip("/")
-                node = (self._follow(p) if follow else self._locate(p))[0]
+                node, real = self._follow(p) if follow else self._locate(p)
                 if node is None:
                     return None
-                hit = self._entries[key] = _entry(node)
+                hit = self._entries[key] = _entry(node, self.sys.changes.iattrs.get(real))
             return hit
 
     def lookup(self, path: str) -> Optional[Entry]:
@@ -299,7 +308,8 @@ class Sysfs:
         with self.sys.lock:
             self._refresh()
             node, real = self._dir(path)
-            return {n: _entry(c) for n, c in self._listing(real, node).items()}
+            ia = self.sys.changes.iattrs
+            return {n: _entry(c, ia.get(f"{real}/{n}" if real else n)) for n, c in self._listing(real, node).items()}
 
     def listdir(self, path: str) -> list:
         with self.sys.lock:
@@ -343,6 +353,8 @@ class Sysfs:
             node = self._file(path)
             if not node.readable:
                 raise KernelError(errno.EIO, f"{path}: write-only attribute")
+            if not self._mode_allows(path, 0o444):
+                raise KernelError(errno.EACCES, f"{path}: no read permission (mode changed)")
             where = f"read of /sys/{path.strip('/')}"
             if isinstance(node, KBinFile):
                 assert node.read is not None
@@ -357,17 +369,21 @@ class Sysfs:
         with self.sys.lock:
             self._refresh()
             node = self._file(path)
-            if not node.writable:
+            if not node.writable or not self._mode_allows(path, 0o222):
                 raise KernelError(errno.EACCES, f"{path}: read-only attribute")
             text = None
             try:
                 if isinstance(node, KBinFile):
                     assert node.write is not None
-                    return node.write(bytes(data), offset)
+                    n = node.write(bytes(data), offset)
+                    self.sys.journal_record("write", path=path.strip("/"), offset=offset, **payload(bytes(data)))
+                    return n
                 text = StoreBuf(data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
                 text.count_ = len(data)
                 assert node.store is not None
                 node.store(text)
+                if not getattr(node, "pure", False):
+                    self.sys.journal_record("write", path=path.strip("/"), **payload(bytes(data)))
             except KernelError as err:
                 shown = repr(text.rstrip()) if text is not None else f"{len(data)} bytes"
                 self.sys.klog.log(f"{err.reason} [write {shown} to /sys/{path.strip('/')}: "
@@ -392,6 +408,7 @@ class Sysfs:
                 if not node.writable:
                     raise KernelError(errno.EACCES, f"{path}: read-only file")
                 self._call(f"truncate /sys/{path.strip('/')}", fn)
+                self.sys.journal_record("truncate", path=path.strip("/"))
                 self.sys.changes.values()
 
     def mkdir(self, path: str) -> None:
@@ -408,6 +425,7 @@ class Sysfs:
             if fn is None:
                 raise KernelError(errno.EPERM, f"{path}: mkdir not supported here")
             self._call(f"mkdir /sys/{p}", fn, name)
+            self.sys.journal_record("mkdir", path=p)
             self._refresh()
 
     def rmdir(self, path: str) -> None:
@@ -426,6 +444,38 @@ class Sysfs:
             if fn is None:
                 raise KernelError(errno.EPERM, f"{path}: rmdir not supported here")
             self._call(f"rmdir /sys/{p}", fn, name)
+            self.sys.journal_record("rmdir", path=p)
+            self._refresh()
+
+    def _mode_allows(self, path: str, bits: int) -> bool:
+        """False only if root's chmod took away every ``bits`` of the file (kernfs_fop_open)."""
+        ia = self.sys.changes.iattrs
+        if not ia:
+            return True
+        got = ia.get(self._follow(path.strip("/"))[1])
+        return got is None or "mode" not in got or bool(got["mode"] & bits)
+
+    def setattr(self, path: str, mode: Optional[int] = None, uid: Optional[int] = None,
+                gid: Optional[int] = None) -> None:
+        """chmod(2)/chown(2) by root (kernfs_iop_setattr): the node keeps the new permission bits
+        (``mode & 0o7777``) and owner until it is removed.  Symlinks are followed, like chmod;
+        a symlink itself cannot change (sysfs links are always 0777).  Who may do this is the
+        adapter's check (the FUSE mount lets the kernel's setattr_prepare decide: root, or the
+        owner)."""
+        with self.sys.lock:
+            self._refresh()
+            p = path.strip("/")
+            node, real = self._follow(p)
+            if node is None:
+                raise KernelError(errno.ENOENT, f"{path}: no such file or directory")
+            if mode is not None:
+                mode &= 0o7777
+            if uid is not None and not 0 <= uid < (1 << 32) - 1 or gid is not None and not 0 <= gid < (1 << 32) - 1:
+                raise KernelError(errno.EINVAL, f"{path}: invalid owner {uid}:{gid}")
+            if mode is None and uid is None and gid is None:
+                return
+            self.sys.changes.setattr(real, mode=mode, uid=uid, gid=gid)
+            self.sys.journal_record("setattr", path=real, mode=mode, uid=uid, gid=gid)
             self._refresh()
 
     # ------------------------------------------------------------------ whole tree
@@ -441,7 +491,7 @@ class Sysfs:
             while stack:
                 p, r, n = stack.pop()
                 if p:
-                    yield p, _entry(n)
+                    yield p, _entry(n, self.sys.changes.iattrs.get(r))
                 if n.kind == S_DIR:
                     kids = self._listing(r, n)
                     for name in sorted(kids, reverse=True):
@@ -491,8 +541,12 @@ class Sysfs:
             fn = getattr(dev, "ioctl", None)
             if fn is None:
                 raise KernelError(errno.ENOTTY, f"/dev/{devname}: no ioctls")
+            rec = RecordingUserMemory(uaccess) if self.sys.journal is not None else None
             try:
-                return int(self._call(f"ioctl {cmd:#x} on /dev/{devname}", fn, cmd, arg, uaccess, f_flags))
+                ret = int(self._call(f"ioctl {cmd:#x} on /dev/{devname}", fn, cmd, arg, rec or uaccess, f_flags))
+                if rec is not None:
+                    self.sys.journal_record("ioctl", dev=devname, cmd=cmd, arg=arg, f_flags=f_flags, reads=rec.reads)
+                return ret
             finally:
                 self.sys.flush_work()
                 self.sys.changes.values()

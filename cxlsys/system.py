@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import threading
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 
@@ -74,6 +74,8 @@ class System:
     dax_minor_ida: IDA = attrs.field(factory=lambda: IDA("dax_minor_ida"))
     bi_id_ida: IDA = attrs.field(factory=lambda: IDA("cxl_bi_id_ida"))
     profile: KernelProfile = attrs.field(factory=lambda: resolve(DEFAULT))
+    # where accepted changes are journaled (cxlsys/journal.py, ``--state FILE``); None: not durable
+    journal: Optional[Any] = attrs.field(default=None, repr=False)
 
     # ------------------------------------------------------------------ boot
     @classmethod
@@ -186,7 +188,9 @@ class System:
         if name != module:
             return
         if remove:
-            self.unload()
+            if self.machine is not None:
+                self.unload()
+                self.journal_record("modprobe", args=list(args))
             return
         params = {}
         for kv in rest[1:]:
@@ -198,6 +202,14 @@ class System:
         if self.machine is not None:
             return
         self.load(params)
+        self.journal_record("modprobe", args=list(args))
+
+    def journal_record(self, op: str, **fields) -> None:
+        """An accepted change from outside (a store, an ioctl, modprobe, delayed work firing): what
+        ``--state FILE`` keeps so a restart replays it (cxlsys/journal.py).  Called under the lock."""
+        j = self.journal
+        if j is not None:
+            j.record(op, fields)
 
     # ------------------------------------------------------------------ helpers for the model
     @property

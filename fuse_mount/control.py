@@ -33,6 +33,8 @@ from cxlsys.sysfs import Sysfs
 from cxlsys.treedump import SKIP, dump_model
 from fuse_mount.client import recv_line, task_comm
 
+_bound: dict = {}       # socket path -> (st_dev, st_ino) of the socket this process bound there
+
 
 def serve(path: str, system, hooks: dict) -> threading.Thread:
     if os.path.exists(path):
@@ -40,6 +42,8 @@ def serve(path: str, system, hooks: dict) -> threading.Thread:
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     os.chmod(path, 0o600)
+    st = os.stat(path)
+    _bound[path] = (st.st_dev, st.st_ino)
     srv.listen(16)
 
     def handle(conn):
@@ -64,6 +68,17 @@ def serve(path: str, system, hooks: dict) -> threading.Thread:
     t = threading.Thread(target=loop, daemon=True, name="cxlsys-control")
     t.start()
     return t
+
+
+def remove(path: str) -> None:
+    """Remove the control socket this process bound at ``path`` (not one a newer daemon put there)."""
+    mine = _bound.pop(path, None)
+    try:
+        st = os.stat(path)
+        if mine == (st.st_dev, st.st_ino):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 class RemoteUserMemory:

@@ -129,4 +129,8 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
                 max_threads=16, nothreads=not os.environ.get("CXLSYS_THREADS"))
     if allow_other:
         opts["allow_other"] = True
-    mfusepy.FUSE(ops, mountpoint, raw_fi=True, **opts)
+    try:
+        mfusepy.FUSE(ops, mountpoint, raw_fi=True, **opts)
+    finally:
+        if control_path:
+            control.remove(control_path)

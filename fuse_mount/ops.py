@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import select
 import stat
@@ -136,8 +137,8 @@ class SysfsOps(mfusepy.Operations):
 
     # ------------------------------------------------------------------ metadata
     def _stat(self, e, path: str) -> dict:
-        st = dict(st_uid=self.uid, st_gid=self.gid, st_atime=self.t0, st_mtime=self.t0, st_ctime=self.t0,
-                  st_nlink=1)
+        st = dict(st_uid=self.uid if e.uid is None else e.uid, st_gid=self.gid if e.gid is None else e.gid,
+                  st_atime=self.t0, st_mtime=self.t0, st_ctime=self.t0, st_nlink=1)
         if e.kind == S_DIR:
             st.update(st_mode=stat.S_IFDIR | e.mode, st_nlink=2, st_size=0)
         elif e.kind == S_FILE:
@@ -288,11 +289,51 @@ class SysfsOps(mfusepy.Operations):
         pid = caller_pid()
         return self.fs.as_task(pid, task_comm(pid))
 
+    # chmod/chown: the kernel has already checked the caller may (default_permissions: the owner or
+    # CAP_FOWNER), as setattr_prepare does for sysfs; the model keeps the new mode/owner (kernfs iattrs)
     def chmod(self, path, mode):
-        raise mfusepy.FuseOSError(errno.EPERM)
+        try:
+            self.fs.setattr(path, mode=mode)
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
+        self.sync()
+        return 0
 
     def chown(self, path, uid, gid):
-        raise mfusepy.FuseOSError(errno.EPERM)
+        keep = (-1, (1 << 32) - 1)          # chown(2)'s "leave it" (mfusepy may pass either form)
+        try:
+            self.fs.setattr(path, uid=None if uid in keep else uid, gid=None if gid in keep else gid)
+        except KernelError as err:
+            raise mfusepy.FuseOSError(err.errno)
+        self.sync()
+        return 0
 
     def utimens(self, path, times=None):
         return 0
+
+
+# ---------------------------------------------------------------------------------- loud bugs
+# mfusepy answers an unexpected exception in a handler with EINVAL, which looks like a kernel
+# refusal.  A bug in a handler is EIO for that caller and a WARN with its traceback in the model's
+# kernel log, as the kernel's WARN_ON would; the mount keeps serving.
+FUSE_OPERATIONS = ("getattr", "readdir", "readlink", "statfs", "open", "poll", "read", "write", "truncate",
+                   "mkdir", "rmdir", "chmod", "chown", "utimens")
+
+
+def _loud(name: str, fn):
+    @functools.wraps(fn)
+    def op(self, *args):
+        try:
+            return fn(self, *args)
+        except (mfusepy.FuseOSError, KernelError):
+            raise
+        except Exception as e:
+            path = args[0] if args and isinstance(args[0], str) else ""
+            with self.sys.lock:
+                self.sys.klog.warn_exception(f"FUSE {name} of /sys{path}", e)
+            raise mfusepy.FuseOSError(errno.EIO) from e
+    return op
+
+
+for _name in FUSE_OPERATIONS:
+    setattr(SysfsOps, _name, _loud(_name, SysfsOps.__dict__[_name]))

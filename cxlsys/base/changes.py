@@ -14,7 +14,9 @@ from feature code:
 * **any field assignment on a registered device** (``Device.__setattr__``): that device's
   directory and its group directories — attribute visibility and links follow the device's own
   fields — and attribute values;
-* module load/unload, and ``everything()`` for a topology load or unload.
+* module load/unload, and ``everything()`` for a topology load or unload;
+* ``setattr()``: root's chmod/chown of one node (kernfs keeps those in the node's ``iattr``, so
+  they go away with the node: a deleted device's subtree forgets them here too).
 
 Attribute *values* are not tracked per file: ``value_gen`` moves whenever some value may have
 changed (a device field set, an accepted store that is not pure); a cache of contents re-reads
@@ -36,13 +38,14 @@ class ChangeSet:
     devices: bool         # a device came or went (char device nodes may need syncing)
     values: bool          # some attribute value may have changed
     notified: list = attrs.field(factory=list)   # sysfs paths sysfs_notify()'d (pollers to wake)
+    iattrs: list = attrs.field(factory=list)     # sysfs paths whose mode/owner root changed
 
     @property
     def shape(self) -> bool:
-        return bool(self.owners or self.removed or self.everything)
+        return bool(self.owners or self.removed or self.everything or self.iattrs)
 
 
-EV_TOUCH, EV_ADD, EV_DEL, EV_ALL, EV_VALUES, EV_NOTIFY = range(6)
+EV_TOUCH, EV_ADD, EV_DEL, EV_ALL, EV_VALUES, EV_NOTIFY, EV_IATTR = range(7)
 
 
 @attrs.define
@@ -58,6 +61,7 @@ class ChangeTracker:
     floor: int = 0                # gen of the oldest report still in the log
     log: list = attrs.field(factory=list)     # (kind, owners..., removed path | None)
     events: dict = attrs.field(factory=dict)  # sysfs path -> kernfs event count (sysfs_notify)
+    iattrs: dict = attrs.field(factory=dict)  # sysfs real path -> {"mode"/"uid"/"gid": int}: chmod/chown
 
     def _add(self, kind: int, owners=(), path=None) -> None:
         self.log.append((kind, tuple(owners), path))
@@ -80,7 +84,19 @@ class ChangeTracker:
         self._add(EV_ADD, related)
 
     def device_removed(self, dev, path: str, related) -> None:
+        if self.iattrs:
+            below = path + "/"
+            for p in [p for p in self.iattrs if p == path or p.startswith(below)]:
+                del self.iattrs[p]
         self._add(EV_DEL, related, path)
+
+    def setattr(self, path: str, mode=None, uid=None, gid=None) -> None:
+        """kernfs_setattr(): root changed the permission bits or owner of the node at ``path``."""
+        ia = self.iattrs.setdefault(path, {})
+        for k, v in (("mode", mode), ("uid", uid), ("gid", gid)):
+            if v is not None:
+                ia[k] = v
+        self._add(EV_IATTR, (), path)
 
     def notify(self, path: str) -> None:
         """kernfs_notify(): the attribute at ``path`` (below /sys) has news for poll(2)ers — its
@@ -94,10 +110,11 @@ class ChangeTracker:
     def since(self, gen: int) -> ChangeSet:
         """The reports after position ``gen`` (a consumer's last ``self.gen``)."""
         if gen < self.floor:
-            return ChangeSet([], [], True, True, True, list(self.events))
+            return ChangeSet([], [], True, True, True, list(self.events), list(self.iattrs))
         owners: dict = {}
         removed: list = []
         notified: list = []
+        iattrs: list = []
         everything = devices = values = False
         for kind, objs, path in self.log[gen - self.floor:]:
             for o in objs:
@@ -106,9 +123,11 @@ class ChangeTracker:
                 devices = True
             if kind == EV_NOTIFY:
                 notified.append(path)
+            elif kind == EV_IATTR:
+                iattrs.append(path)
             elif path is not None:
                 removed.append(path)
             if kind == EV_ALL:
                 everything = devices = True
             values = True
-        return ChangeSet(list(owners.values()), removed, everything, devices, values, notified)
+        return ChangeSet(list(owners.values()), removed, everything, devices, values, notified, iattrs)

@@ -9,9 +9,10 @@ import subprocess
 import sys
 import time
 
-from cxlsys.cli import nsrun
+from cxlsys.cli import mounts, nsrun
 from cxlsys.cli.show import print_tree
 from cxlsys.errors import KernelError
+from cxlsys.journal import Journal, JournalError
 from cxlsys.profile import ProfileError, known_specs
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
@@ -34,13 +35,21 @@ def _params(items) -> dict:
 
 def _system(args):
     try:
-        return System.boot(args.topology, _params(args.param), kernel=args.kernel)
+        system = System.boot(args.topology, _params(args.param), kernel=args.kernel)
     except (TopologyError, ProfileError) as e:
         sys.stderr.write(f"cxlsys: {e}\n")
         raise SystemExit(2)
     except KernelError as e:   # from loading the topology (a bad parameter)
         sys.stderr.write(f"cxlsys: {e.reason}\n")
         raise SystemExit(2)
+    state = getattr(args, "state", None)
+    if state:
+        try:
+            Journal.open(state, system, warn=lambda line: sys.stderr.write(f"cxlsys: {line}\n"))
+        except JournalError as e:
+            sys.stderr.write(f"cxlsys: {e}\n")
+            raise SystemExit(2)
+    return system
 
 
 def control_path(mountpoint: str) -> str:
@@ -51,19 +60,49 @@ def control_path(mountpoint: str) -> str:
     return os.path.join(base, f"{h}.sock")
 
 
+def _stale_socket(ctl: str, who: str) -> None:
+    """``ctl`` exists but nobody answers there: its daemon is gone.  Remove it, say so in one line."""
+    try:
+        os.unlink(ctl)
+    except OSError:
+        return
+    sys.stderr.write(f"cxlsys {who}: removed a stale control socket {ctl} (its daemon is gone)\n")
+
+
+def _answers(ctl: str) -> bool:
+    try:
+        return request(ctl, {"cmd": "ping"}).get("rc") == 0
+    except (OSError, ValueError):
+        return False
+
+
 def cmd_mount(args) -> int:
     mp = args.mountpoint
+    ctl = control_path(mp)
+    state = mounts.mount_state(mp)
+    if state == mounts.DEAD_CXLSYS:
+        # a daemon that died (kill -9) leaves its mount answering ENOTCONN: take it away, do not stack on it
+        mounts.detach(mp)
+        sys.stderr.write(f"cxlsys mount: {mp}: a dead cxlsys mount was there (its daemon is gone): unmounted it\n")
+        state = mounts.mount_state(mp)
+    if state is not None:
+        what = "a running cxlsys (cxlsys umount it first)" if state == mounts.LIVE_CXLSYS else f"{state}"
+        sys.stderr.write(f"cxlsys mount: {mp}: already a mount point ({what})\n")
+        return 2
     if not os.path.isdir(mp):
         sys.stderr.write(f"cxlsys mount: {mp}: not a directory\n")
         return 2
-    if os.path.ismount(mp):
-        sys.stderr.write(f"cxlsys mount: {mp}: already a mount point (unmount it first)\n")
+    host = mounts.host_system_dir(mp)
+    if host and not args.allow_system_dir:
+        sys.stderr.write(f"cxlsys mount: {mp}: inside the host's {host}: a mount there hides the host's own files "
+                         "(--allow-system-dir to do it anyway)\n")
         return 2
     if os.listdir(mp):
         sys.stderr.write(f"cxlsys mount: {mp}: not empty (a mount would hide its files)\n")
         return 2
+    if os.path.exists(ctl) and not _answers(ctl):
+        _stale_socket(ctl, "mount")
     system = _system(args)
-    ctl = control_path(mp)
     from fuse_mount.daemon import serve  # loads libfuse3 (ctypes): only the commands that mount need it
     if args.foreground:
         serve(system, mp, control_path=ctl, cache=not args.no_cache, allow_other=os.geteuid() == 0)
@@ -89,12 +128,19 @@ def cmd_mount(args) -> int:
 
 def cmd_umount(args) -> int:
     mp = args.mountpoint
-    if not os.path.ismount(mp):
+    state = mounts.mount_state(mp)
+    ctl = control_path(mp)
+    if state is None:
         sys.stderr.write(f"cxlsys umount: {mp}: not mounted\n")
         return 1
+    if state == mounts.DEAD_CXLSYS:
+        mounts.detach(mp)
+        if os.path.exists(ctl):
+            _stale_socket(ctl, "umount")
+        return 0
     rc = subprocess.call(["fusermount3", "-u", mp])
     deadline = time.time() + 10
-    while os.path.ismount(mp) and time.time() < deadline:
+    while mounts.mount_state(mp) is not None and time.time() < deadline:
         time.sleep(0.02)
     return rc
 
@@ -114,8 +160,10 @@ def cmd_dmesg(args) -> int:
     try:
         rep = request(ctl, {"cmd": "dmesg"})
     except OSError as e:
-        sys.stderr.write(f"cxlsys dmesg: no cxlsys answers at {ctl} ({e.strerror or e}): a stale socket of a "
-                         "daemon that is gone?\n")
+        if not args.mountpoint:
+            sys.stderr.write(f"cxlsys dmesg: no cxlsys answers at {ctl} ({e.strerror or e})\n")
+        else:
+            _stale_socket(ctl, "dmesg")
         return 1
     sys.stdout.write(rep["out"])
     return rep["rc"]
@@ -162,8 +210,16 @@ def main(argv=None) -> int:
                        help=f"kernel behaviour profile, {known_specs()}; e.g. 7.3+private-nodes-v5 "
                             "(default: the topology's own)")
 
+    def durable(p):
+        p.add_argument("--state", metavar="FILE",
+                       help="journal every accepted change to FILE (append-only, fsync'd) and, if FILE exists, "
+                            "restore the state it holds first (a restart after kill -9)")
+
     p = sub.add_parser("mount", help="mount the model at MOUNTPOINT (a directory)")
     topo(p)
+    durable(p)
+    p.add_argument("--allow-system-dir", action="store_true",
+                   help="allow a mount point inside the host's /proc, /sys or /dev")
     p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
     p.add_argument("-f", "--foreground", action="store_true")
     p.add_argument("mountpoint")
@@ -173,6 +229,7 @@ def main(argv=None) -> int:
     p.set_defaults(fn=cmd_umount)
     p = sub.add_parser("run", help="run CMD with the model as /sys (private mount namespace, or umockdev)")
     topo(p)
+    durable(p)
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--via", choices=("auto", "namespace", "umockdev"), default="auto",
                    help="namespace: bind over /sys in a private mount namespace (root); umockdev: LD_PRELOAD "

@@ -13,6 +13,7 @@ import contextlib
 import cProfile
 import ctypes
 import os
+import select
 import shutil
 import signal
 import socket
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from typing import Any, Optional
+
+import attrs
 
 from cxlsys.cli.interpose import ControlIoctl, Supervisor, install_filter
 from cxlsys.sysfs import CXLSYS_DIR
@@ -98,12 +101,16 @@ UMOCKDEV_PRELOAD = "libumockdev-preload.so.0"
 PROC_FILES = ("meminfo", "iomem")
 
 
-def _start_daemon(system, work: str, mnt: str, ctl: str, cache: bool, allow_other: bool) -> int:
-    """Fork the FUSE daemon (it shares the caller's mount namespace); its stderr goes to work/daemon.log."""
+def _start_daemon(system, work: str, mnt: str, ctl: str, cache: bool, allow_other: bool,
+                  close: tuple = ()) -> int:
+    """Fork the FUSE daemon (it shares the caller's mount namespace); its stderr goes to work/daemon.log.
+    ``close``: descriptors the daemon must not hold (the watcher's pipe: its end of file is the signal)."""
     pid = os.fork()
     if pid:
         return pid
     try:
+        for fd in close:
+            os.close(fd)
         os.setsid()
         logfd = os.open(os.path.join(work, "daemon.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(logfd, 2)
@@ -152,7 +159,129 @@ def _mount_tracing(mnt: str) -> list:
     return [TRACING] + out
 
 
-def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None) -> int:
+def _descendants(root: int) -> list:
+    """``root`` and every process below it (from /proc's parent links), parents first."""
+    kids: dict = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo.extend(kids.get(p, ()))
+    return out
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait (poll(2) on a pidfd: no sleeping) until ``pid`` has exited, at most ``timeout`` s."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+
+
+def _remove_work(work: str) -> None:
+    """Remove the work dir without ever descending into a mount point (a /dev bind left mounted
+    must not lose the host's nodes): what is on another filesystem stays, and so does its parent."""
+    top = os.lstat(work).st_dev
+
+    def rm(d: str) -> None:
+        for e in os.scandir(d):
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue                     # a dead FUSE mount: leave it
+            if st.st_dev != top:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                rm(e.path)
+                with contextlib.suppress(OSError):
+                    os.rmdir(e.path)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(e.path)
+
+    with contextlib.suppress(OSError):
+        rm(work)
+        os.rmdir(work)
+
+
+class Watcher:
+    """A process that cleans up after ``cxlsys run`` if it dies without doing so itself (SIGKILL):
+    it kills the command and everything below it, and the daemon, unmounts what was mounted and
+    removes the work dir.  ``cxlsys run`` tells it what exists over a pipe (``daemon PID``,
+    ``child PID``, ``mount PATH``, ``fuse PATH``, ``done``); end of file without ``done`` means
+    ``cxlsys run`` is gone.  It runs in its own session, so a signal to the terminal's process
+    group does not reach it, and holds nothing open but the pipe."""
+
+    def __init__(self, work: str) -> None:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.closerange(3, r)
+                os.closerange(r + 1, 1 << 16)
+                _watch(r, work)
+            finally:
+                os._exit(0)
+        os.close(r)
+        self.pid, self.w = pid, w
+
+    def tell(self, *words) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.w, (" ".join(str(x) for x in words) + "\n").encode())
+
+    def done(self) -> None:
+        self.tell("done")
+        os.close(self.w)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _watch(r: int, work: str) -> None:
+    buf = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    said: dict = {}
+    for line in buf.decode(errors="replace").splitlines():
+        key, _, val = line.partition(" ")
+        said.setdefault(key, []).append(val)
+    if "done" in said:
+        return
+    for child in said.get("child", []):
+        for p in _descendants(int(child)):
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+    for daemon in said.get("daemon", []):
+        with contextlib.suppress(OSError):
+            os.kill(int(daemon), signal.SIGKILL)
+        _wait_gone(int(daemon), 10)
+    for m in reversed(said.get("mount", [])):
+        umount(m)
+    for m in said.get("fuse", []):
+        subprocess.call(["fusermount3", "-u", "-z", m], stderr=subprocess.DEVNULL)
+    _remove_work(work)
+
+
+def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None, watcher: Optional[Watcher] = None) -> int:
     """Run CMD, forwarding INT/TERM/HUP/QUIT to it; its exit status (128+signal if killed).
     ``interpose = (control socket, [node roots], trap_open)`` (see :func:`_interpose`): CMD runs
     under the ioctl interposer's seccomp filter (:mod:`cxlsys.cli.interpose`), supervised from a
@@ -178,6 +307,8 @@ def _run_child(cmd: list, env: dict, interpose: Optional[tuple] = None) -> int:
         except BaseException as e:      # never unwind into the parent's cleanup from the forked child
             sys.stderr.write(f"cxlsys run: {type(e).__name__}: {e}\n")
         os._exit(127)
+    if watcher is not None:
+        watcher.tell("child", child)
     if pair is not None and interpose is not None:
         pair[1].close()
         msg, fds, _, _ = socket.recv_fds(pair[0], 4096, 1)
@@ -220,30 +351,48 @@ def _stop_daemon(pid: int) -> None:
         pass
 
 
+@attrs.frozen
+class Served:
+    work: str          # the work dir (removed when the run ends, however it ends)
+    mnt: str           # the FUSE mount of the model
+    other: str         # the extra directory (the host's /dev bind, or umockdev's /dev)
+    ctl: str           # the daemon's control socket
+    daemon: int        # the daemon's pid (CXLSYS_DAEMON_PID in CMD's environment)
+    watcher: Watcher
+
+
 @contextlib.contextmanager
 def _served(system_factory, prefix: str, extra: str, cache: bool, allow_other: bool):
     """A work dir with sys/ (the FUSE mount) and ``extra``/, the daemon serving the model there;
-    yields (work, mnt, extra dir, control socket), or None if the daemon did not come up.  The
-    caller unmounts what it mounted; the daemon is stopped and the work dir removed here."""
+    yields a :class:`Served`, or None if the daemon did not come up.  The caller unmounts what it
+    mounted (and tells the watcher about it first); the daemon is stopped and the work dir
+    removed here — or by the watcher, if this process is killed."""
     system = system_factory()      # a bad topology, parameter or profile stops here, before any work dir exists
     work = tempfile.mkdtemp(prefix=prefix)
+    watcher = Watcher(work)
     mnt, other, ctl = os.path.join(work, "sys"), os.path.join(work, extra), os.path.join(work, "control.sock")
-    os.mkdir(mnt)
-    os.mkdir(other)
-    pid = _start_daemon(system, work, mnt, ctl, cache, allow_other)
+    pid = 0
     try:
-        yield (work, mnt, other, ctl) if _wait_mounted(pid, mnt, ctl, work) else None
+        os.mkdir(mnt)
+        os.mkdir(other)
+        pid = _start_daemon(system, work, mnt, ctl, cache, allow_other, close=(watcher.w,))
+        watcher.tell("daemon", pid)
+        up = _wait_mounted(pid, mnt, ctl, work)
+        yield Served(work, mnt, other, ctl, pid, watcher) if up else None
     finally:
         if os.environ.get("CXLSYS_DEBUG"):
             _show_log(work)
-        _stop_daemon(pid)
+        if pid:
+            _stop_daemon(pid)
         shutil.rmtree(work, ignore_errors=True)
+        watcher.done()
 
 
-def _env(work: str, ctl: str) -> dict:
+def _env(sv: Served) -> dict:
     env = dict(os.environ)
-    env["PATH"] = write_shims(os.path.join(work, "bin")) + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    env["CXLSYS_CONTROL"] = ctl
+    env["PATH"] = write_shims(os.path.join(sv.work, "bin")) + ":" + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    env["CXLSYS_CONTROL"] = sv.ctl
+    env["CXLSYS_DAEMON_PID"] = str(sv.daemon)
     return env
 
 
@@ -259,11 +408,14 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
         return 126
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     mount("none", "/", None, MS_REC | MS_PRIVATE)
-    with _served(system_factory, "cxlsys-run.", "hostdev", cache, allow_other=True) as served:
-        if served is None:
+    with _served(system_factory, "cxlsys-run.", "hostdev", cache, allow_other=True) as sv:
+        if sv is None:
             return 1
-        work, mnt, hostdev, ctl = served
+        mnt, hostdev, ctl = sv.mnt, sv.other, sv.ctl
         tracing: list = []
+        # what the watcher unmounts (in reverse) if this process dies: the FUSE mount last
+        for m in [mnt, hostdev, "/dev", "/sys"] + [TRACING, TRACING] + [f"/proc/{f}" for f in PROC_FILES]:
+            sv.watcher.tell("mount", m)
         try:
             mount("/dev", hostdev, None, MS_BIND | MS_REC)
             mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
@@ -273,7 +425,7 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
             for f in PROC_FILES:         # the model's /proc/meminfo and /proc/iomem
                 mount(os.path.join(mnt, CXLSYS_DIR, "proc", f), f"/proc/{f}", None, MS_BIND)
             request(ctl, {"cmd": "devsync", "root": "/dev"})
-            return _run_child(cmd, _env(work, ctl), _interpose(ctl, [("/dev", "/dev")]))
+            return _run_child(cmd, _env(sv), _interpose(ctl, [("/dev", "/dev")]), sv.watcher)
         finally:
             for m in [f"/proc/{f}" for f in PROC_FILES] + tracing + ["/sys", "/dev", hostdev, mnt]:
                 umount(m)
@@ -284,16 +436,17 @@ def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
     LD_PRELOAD redirect (UMOCKDEV_DIR=$T) of CMD's /sys and /dev paths.  Works for dynamically
     linked programs that go through glibc (cxl, daxctl, bash builtins, coreutils); needs /dev/fuse
     usable by the caller and fusermount3."""
-    with _served(system_factory, "cxlsys-umockdev.", "dev", cache, allow_other=False) as served:
-        if served is None:
+    with _served(system_factory, "cxlsys-umockdev.", "dev", cache, allow_other=False) as sv:
+        if sv is None:
             return 1
-        work, mnt, dev, ctl = served
+        work, mnt, dev, ctl = sv.work, sv.mnt, sv.other, sv.ctl
+        sv.watcher.tell("fuse", mnt)
         try:
             nodes = os.path.join(work, "nodes")      # the nodes that take ioctls: outside umockdev's /dev
             request(ctl, {"cmd": "devsync", "root": dev, "style": "umockdev", "ioctl_root": nodes})
-            env = _env(work, ctl)
+            env = _env(sv)
             env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)
             env["UMOCKDEV_DIR"] = work
-            return _run_child(cmd, env, _interpose(ctl, [("/dev", nodes)], trap_open=True))
+            return _run_child(cmd, env, _interpose(ctl, [("/dev", nodes)], trap_open=True), sv.watcher)
         finally:
             subprocess.call(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)

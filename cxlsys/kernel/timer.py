@@ -35,6 +35,7 @@ class TimerHandle:
     deadline: float
     fn: Callable[[], None] = attrs.field(repr=False)
     cancelled: bool = False
+    seq: int = 0          # the n-th timer this system added: the same on a replay of the same operations
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -44,12 +45,15 @@ class TimerHandle:
 class Timers:
     clock: Callable[[], float] = time.monotonic
     on_add: Optional[Callable[[], None]] = attrs.field(default=None, repr=False)
+    on_fire: Optional[Callable[[int], None]] = attrs.field(default=None, repr=False)   # a timer's seq, as it runs
+    hold: bool = False    # a journal replay (cxlsys/journal.py): timers run only when a record says so
     _heap: list = attrs.field(factory=list, repr=False)
     _seq: itertools.count = attrs.field(factory=itertools.count, repr=False)
 
     def add(self, delay_s: float, fn: Callable[[], None]) -> TimerHandle:
-        h = TimerHandle(self.clock() + max(0.0, delay_s), fn)
-        heapq.heappush(self._heap, (h.deadline, next(self._seq), h))
+        n = next(self._seq)
+        h = TimerHandle(self.clock() + max(0.0, delay_s), fn, seq=n)
+        heapq.heappush(self._heap, (h.deadline, n, h))
         if self.on_add is not None:
             self.on_add()
         return h
@@ -63,7 +67,7 @@ class Timers:
         """Run every timer whose deadline has passed; how many ran.  A callback that raises is an
         internal bug: ``on_error(exc)`` reports it (the kernel log's WARN) and the rest still run."""
         n = 0
-        while self._heap:
+        while self._heap and not self.hold:
             deadline, _, h = self._heap[0]
             if h.cancelled:
                 heapq.heappop(self._heap)
@@ -71,12 +75,28 @@ class Timers:
             if deadline > self.clock():
                 break
             heapq.heappop(self._heap)
-            h.cancelled = True
-            try:
-                h.fn()
-            except Exception as e:
-                if on_error is None:
-                    raise
-                on_error(e)
+            self._run(h, on_error)
             n += 1
         return n
+
+    def _run(self, h: TimerHandle, on_error: Optional[Callable[[Exception], None]]) -> None:
+        h.cancelled = True
+        if self.on_fire is not None:
+            self.on_fire(h.seq)
+        try:
+            h.fn()
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(e)
+
+    def fire(self, seq: int, on_error: Optional[Callable[[Exception], None]] = None) -> bool:
+        """Run the pending timer ``seq`` now, due or not (a journal replay repeats a firing where
+        it happened); False if no such timer is pending."""
+        for i, (_, n, h) in enumerate(self._heap):
+            if n == seq and not h.cancelled:
+                self._heap.pop(i)
+                heapq.heapify(self._heap)
+                self._run(h, on_error)
+                return True
+        return False
