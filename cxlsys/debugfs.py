@@ -19,7 +19,7 @@ import functools
 
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import KDir, KFile
-from cxlsys.kstrto import kstrtobool, kstrtoull, strip_newline
+from cxlsys.kstrto import kstrtobool_from_user, kstrtoull, strip_newline
 from cxlsys.tracefs import tracefs_root
 
 VFile = KFile      # a debugfs file: VFile(mode, show, store)
@@ -36,7 +36,13 @@ def _cxl_entries(sys) -> dict:
     from cxlsys.cxl.core.memdev import CxlMemdev
 
     def raw_allow_all_store(buf: str) -> None:
-        mbox.set_cxl_raw_allow_all(sys, kstrtobool(buf))
+        # debugfs_create_bool(): debugfs_write_file_bool() parses with kstrtobool_from_user() and
+        # returns the count even when that fails (the value is then left as it is)
+        try:
+            val = kstrtobool_from_user(buf)
+        except KernelError:
+            return
+        mbox.set_cxl_raw_allow_all(sys, val)
 
     out: dict = {"mbox": VDir(lambda: {
         "raw_allow_all": VFile(0o600, lambda: "Y\n" if mbox.cxl_raw_allow_all(sys) else "N\n", raw_allow_all_store),
@@ -53,7 +59,8 @@ def _cxl_memdev_dir(md) -> dict:
     from cxlsys.cxl.core.memdev import cxl_clear_poison, cxl_dpa_debug, cxl_inject_poison
 
     def dpa_store(fn):
-        return lambda buf: fn(md, kstrtoull(buf, 0))
+        # DEFINE_DEBUGFS_ATTRIBUTE: simple_attr_write() copies at most 23 bytes, then kstrtoull(, 0)
+        return lambda buf: fn(md, kstrtoull(buf[:23], 0))
 
     out = {"dpamem": VFile(0o444, lambda: cxl_dpa_debug(md))}
     enabled = md.mds.poison.enabled_cmds

@@ -115,6 +115,9 @@ def _dev_char(s) -> dict:
     return {f"{d.devt[0]}:{d.devt[1]}": KLink(d.path) for d in s.all_devices() if d.devt is not None}
 
 
+PAGE_SIZE = 4096
+
+
 class Sysfs:
     def __init__(self, system):
         self.sys = system
@@ -372,6 +375,13 @@ class Sysfs:
             if not node.writable or not self._mode_allows(path, 0o222):
                 raise KernelError(errno.EACCES, f"{path}: read-only attribute")
             text = None
+            if not data:
+                return 0                    # sysfs_kf_write: an empty write never reaches the store
+            if not isinstance(node, KBinFile) and len(data) > PAGE_SIZE and not path.strip("/").startswith(
+                    ("kernel/tracing", "kernel/debug")):
+                # kernfs_fop_write_iter: a sysfs attribute's store sees at most a page; the write(2) is
+                # short, and the caller writes the rest as another store
+                data = data[:PAGE_SIZE]
             try:
                 if isinstance(node, KBinFile):
                     assert node.write is not None

@@ -38,7 +38,7 @@ from cxlsys.errors import KernelError
 from cxlsys.kernel import trace as ktrace
 from cxlsys.kernel.trace import TRACE_MODE_READ, TRACE_MODE_WRITE, Tracing
 from cxlsys.kernfs import KBinFile, KDir, KFile
-from cxlsys.kstrto import kstrtoint, strip_newline
+from cxlsys.kstrto import kstrtoul, strip_newline
 
 TRACEFS_ROOT_MODE = 0o700        # TRACEFS_DEFAULT_MODE
 TRACEFS_DIR_MODE = 0o750         # tracefs_create_dir()
@@ -85,13 +85,12 @@ def tracefs_root(sys) -> KDir:
 
 
 def _kstrtoul(buf: str, what: str) -> int:
+    """kstrtoul_from_user(ubuf, cnt, 10, &val) of trace.c / trace_events.c: base 10, at most 66
+    bytes of the write looked at; its errno (EINVAL, ERANGE) is the write's."""
     try:
-        v = kstrtoint(buf)
-    except KernelError:
-        raise KernelError(errno.EINVAL, f"{what}: expected a number, got {strip_newline(buf)!r}") from None
-    if v < 0:
-        raise KernelError(errno.EINVAL, f"{what}: expected an unsigned number")
-    return v
+        return kstrtoul(buf[:66], 10)
+    except KernelError as e:
+        raise KernelError(e.errno, f"{what}: expected a decimal number, got {strip_newline(buf)!r}") from None
 
 
 def _array_entries(t: Tracing, name: Optional[str]) -> dict:
@@ -168,11 +167,12 @@ def _cpu_dir(t: Tracing, name: Optional[str], cpu: int) -> KDir:
 
 
 def _enable_store(what: str, setter: Callable[[bool], None]) -> Callable[[str], None]:
+    """event_enable_write() / system_enable_write(): kstrtoul_from_user(, 10), then 0 or 1 (EINVAL)."""
     def store(buf: str) -> None:
-        v = strip_newline(buf).strip()
-        if v not in ("0", "1"):
-            raise KernelError(errno.EINVAL, f"{what}/enable: write 0 or 1, not {v!r}")
-        setter(v == "1")
+        v = _kstrtoul(buf, f"{what}/enable")
+        if v not in (0, 1):
+            raise KernelError(errno.EINVAL, f"{what}/enable: write 0 or 1, not {v}")
+        setter(v == 1)
     return store
 
 

@@ -278,7 +278,7 @@ class _FakeMm:
 def test_mm_wiring_in_process_and_over_the_control_socket_agree():
     """The in-process wrapper and the control command + its client turn the oracle's answers into
     the same values and exceptions."""
-    system = SimpleNamespace(lock=threading.RLock(), mm=_FakeMm())
+    system = SimpleNamespace(lock=threading.RLock(), mm=_FakeMm(), journal_record=lambda op, **fields: None)
     local = _InProcessMm(system)
 
     def remote(fn, *args, **kwargs):

@@ -10,7 +10,7 @@ import attrs
 from cxlsys.base.device import RW, WO, Attr, Device, attr_node
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import KDir, KLink, pure
-from cxlsys.kstrto import kstrtobool, strip_newline
+from cxlsys.kstrto import kobject_synth_uevent_parse, strip_newline
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.system import System
@@ -103,7 +103,9 @@ def _unbind_store(drv: Driver, buf: str) -> None:
 
 @pure
 def _accept(owner, buf: str) -> None:
-    """``uevent`` of a bus or driver: a synthetic event, nothing changes."""
+    """``uevent`` of a bus or driver (bus_uevent_store / driver uevent_store): a synthetic event,
+    nothing changes; kobject_synth_uevent() refuses a malformed one with EINVAL."""
+    kobject_synth_uevent_parse(buf)
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -175,16 +177,19 @@ class Bus:
         drv.release(dev)
 
     def drivers_probe_store(self, buf: str) -> None:
+        """drivers_probe_store(): bus_find_device_by_name() finds nothing: ENODEV."""
         dev = self.find_device(strip_newline(buf))
         if dev is None:
-            raise KernelError(errno.EINVAL, f"{self.name}: drivers_probe: no device {buf.strip()!r}")
+            raise KernelError(errno.ENODEV, f"{self.name}: drivers_probe: no device {strip_newline(buf)!r}")
         self.probe_device(dev)
 
     def drivers_autoprobe_show(self) -> str:
         return f"{int(self.drivers_autoprobe)}\n"
 
     def drivers_autoprobe_store(self, buf: str) -> None:
-        self.drivers_autoprobe = kstrtobool(buf)
+        """drivers_autoprobe_store(): not kstrtobool: a first character ``0`` turns autoprobe off,
+        anything else (``n``, ``off``, garbage) turns it on; never refused."""
+        self.drivers_autoprobe = buf[:1] != "0"
 
     # ----- /sys/bus/<bus>/ ------------------------------------------------------------
     def bus_attrs(self) -> list:

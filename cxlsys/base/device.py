@@ -24,6 +24,7 @@ import attrs
 
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import KDir, KFile, KLink, is_pure, pure
+from cxlsys.kstrto import kobject_synth_uevent_parse
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.base.bus import Bus, Driver
@@ -270,9 +271,12 @@ def _uevent_show(dev: Device) -> str:
 
 @pure
 def _uevent_store(dev: Device, buf: str) -> None:
-    action = buf.strip()
-    if action.split(" ")[0] not in ("add", "remove", "change", "move", "online", "offline", "bind", "unbind"):
-        raise KernelError(errno.EINVAL, f"{dev.name}: uevent: unknown action {action!r}")
+    """uevent_store(): kobject_synth_uevent() (an action word, optionally a UUID and KEY=value
+    arguments), EINVAL for anything else."""
+    try:
+        kobject_synth_uevent_parse(buf)
+    except KernelError as e:
+        raise KernelError(e.errno, f"{dev.name}: uevent: {e.reason}") from e
 
 
 def _dev_show(dev: Device) -> str:

@@ -18,7 +18,7 @@ import attrs
 from cxlsys.base.device import RO, RW, WO, AttrGroup, Device, device_add, device_del
 from cxlsys.errors import KernelError
 from cxlsys.kernfs import KBinFile
-from cxlsys.kstrto import kstrtobool_true, simple_strtol
+from cxlsys.kstrto import kstrtobool_true, simple_strtol, to_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.kernel.timer import TimerHandle
@@ -108,7 +108,7 @@ class FwUpload(Device):
         anything else) aborts; ignored while an upload owns the buffer."""
         if self.fw_state in (FW_STATUS_ABORTED, FW_STATUS_DONE):
             return
-        loading = simple_strtol(buf)
+        loading = to_int(simple_strtol(buf, 10))      # int loading = simple_strtol(buf, NULL, 10)
         if loading == 1:
             self.buf, self.fw_size = bytearray(), 0
             self.fw_state = FW_STATUS_LOADING

@@ -9,15 +9,13 @@ parents and companions.
 
 from __future__ import annotations
 
-import errno
 from typing import ClassVar, Optional
 
 import attrs
 
 from cxlsys.base.bus import Driver
 from cxlsys.base.device import RO, RW, Attr, AttrGroup, Device
-from cxlsys.errors import KernelError
-from cxlsys.kstrto import strip_newline
+from cxlsys.kstrto import driver_set_override
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -60,10 +58,7 @@ class PlatformDevice(Device):
         return f"{self.driver_override if self.driver_override is not None else '(null)'}\n"
 
     def driver_override_store(self, buf: str) -> None:
-        v = strip_newline(buf)
-        if len(buf) >= 4096:
-            raise KernelError(errno.EINVAL, "driver_override: too long")
-        self.driver_override = v or None
+        self.driver_override = driver_set_override(buf, getattr(buf, "count_", len(buf)))
 
     def links(self) -> dict:
         out = dict(self.extra_links)

@@ -28,7 +28,6 @@ Rules kept from the kernel (v6.8+, the dax_region/dax_dev rwsem era):
 from __future__ import annotations
 
 import errno
-import re
 from typing import TYPE_CHECKING, Optional
 
 import attrs
@@ -36,7 +35,7 @@ import attrs
 from cxlsys.base.bus import Bus, Driver
 from cxlsys.base.device import ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtoull, strip_newline, sysfs_streq
+from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtoull, strip_newline, sysfs_streq, vsscanf
 
 DAX_MAJOR = 254
 PAGE_SIZE = 4096
@@ -265,10 +264,10 @@ class DevDax(Device):
         try:
             if not sep:
                 raise KernelError(errno.EINVAL, "")
-            s, e = kstrtoull(start, 16), kstrtoull(end, 16)
-        except KernelError:
-            raise KernelError(errno.EINVAL,
-                              f"{self.name}: mapping: expected START-END in hex, got {strip_newline(buf)!r}")
+            s, e = kstrtoull(start, 16), kstrtoull(end, 16)     # range_parse(): kstrtoull's errno
+        except KernelError as err:
+            raise KernelError(err.errno,
+                              f"{self.name}: mapping: expected START-END in hex, got {strip_newline(buf)!r}") from err
         if not self.region.host_bound():
             raise KernelError(errno.ENXIO, f"{self.name}: mapping: region {self.region.host.name} is not enabled")
         n = (e - s + 1) % (1 << 64)              # range_len() in u64: END < START wraps
@@ -398,7 +397,6 @@ class DaxBus(Bus):
     pass
 
 
-_DAX_ID = re.compile(r"dax(-?\d+)\.(-?\d+)")
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -441,11 +439,13 @@ class DaxDriver(Driver):
         dev.devm_add_action(lambda: _release_iomem(dev), "device_dax:iomem")
 
     def _parse_id(self, buf: str) -> str:
-        t = strip_newline(buf)
-        m = _DAX_ID.match(t)
-        if not m or f"dax{int(m.group(1))}.{int(m.group(2))}" != t:
-            raise KernelError(errno.EINVAL, f"{self.name}: expected daxX.Y, got {t!r}")
-        return t
+        """do_id_store(): ``sscanf(buf, "dax%d.%d")`` must convert two ints and ``buf`` must be
+        ``sysfs_streq`` to the name they print back to; EINVAL otherwise."""
+        got = vsscanf(buf, "dax%d.%d")
+        name = f"dax{got[0]}.{got[1]}" if len(got) == 2 else ""
+        if not name or not sysfs_streq(buf, name):
+            raise KernelError(errno.EINVAL, f"{self.name}: expected daxX.Y, got {strip_newline(buf)!r}")
+        return name
 
     def new_id_store(self, buf: str):
         name = self._parse_id(buf)

@@ -40,7 +40,7 @@ from cxlsys.cxl.core.region_hpa import alloc_hpa, free_hpa
 from cxlsys.cxl.core.region_state import ACTIVE, COMMIT, IDLE, INTERLEAVE_ACTIVE, MAX_TARGETS, STATE_NAMES
 from cxlsys.dax.cxl import devm_cxl_add_dax_region
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtouint, kstrtoull, strip_newline
+from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtouint, kstrtoull, strip_newline, uuid_is_valid, vsscanf
 
 # ------------------------------------------------------------------ attribute groups
 
@@ -244,13 +244,11 @@ class CxlRegion(CxlDevice):
 
 
 def uuid_parse(text: str):
-    """lib/uuid.c uuid_parse(): exactly 8-4-4-4-12 hex digits; None if malformed."""
-    if len(text) != 36 or any(text[i] != "-" for i in (8, 13, 18, 23)):
+    """lib/uuid.c uuid_parse() (:func:`cxlsys.kstrto.uuid_is_valid`): the UUID the first 36
+    characters spell (8-4-4-4-12 hex digits); None if malformed."""
+    if not uuid_is_valid(text):
         return None
-    digits = text.replace("-", "")
-    if len(digits) != 32 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-        return None
-    return uuidlib.UUID(hex=digits)
+    return uuidlib.UUID(hex=text[:36].replace("-", ""))
 
 
 def all_regions(sys):
@@ -276,18 +274,13 @@ def target_store(cxlr: CxlRegion, n: int, buf: str) -> None:
 # ------------------------------------------------------------------ create/delete (the root decoder's files)
 
 def create_region_store(root: CxlRootDecoder, buf: str, mode: str, bi: bool = False) -> None:
-    """create_region_store(): ``buf`` must name the next region (the file's content)."""
-    t = strip_newline(buf)
-    if not t.startswith("region"):
-        raise KernelError(errno.EINVAL, f"{root.name}: expected regionN, got {t!r}")
-    digits = ""
-    for ch in t[6:]:
-        if not ch.isdigit():
-            break
-        digits += ch
-    if not digits:
-        raise KernelError(errno.EINVAL, f"{root.name}: expected regionN, got {t!r}")
-    rid = int(digits)
+    """create_region_store(): ``sscanf(buf, "region%d\n", &id)`` must convert one int (white space
+    and a ``-`` before the digits are taken, what follows them is not looked at), and ``id`` must be
+    the next region id (the file's content): EBUSY otherwise."""
+    got = vsscanf(buf, "region%d\n")
+    if len(got) != 1:
+        raise KernelError(errno.EINVAL, f"{root.name}: expected regionN, got {strip_newline(buf)!r}")
+    rid = got[0]
     if rid != root.next_region_id:
         raise KernelError(errno.EBUSY,
                           f"{root.name}: region{rid} is not the next region id (region{root.next_region_id})")
