@@ -22,7 +22,6 @@ def add_root_decoder(root, pdev, win) -> CxlRootDecoder:
         if dp is None:
             raise KernelError(errno.ENXIO, f"CFMWS target uid {uid} has no CHBS")
         targets.append(dp)
-    next_id = sys.memregion_ida.alloc()
     xormaps = ()
     if win.arithmetic == "xor" and win.ways not in (1, 3):
         # CXIMS for this window's granularity; x2/4/8/16 use log2(ways) maps, x6/12 log2(ways/3)
@@ -35,6 +34,9 @@ def add_root_decoder(root, pdev, win) -> CxlRootDecoder:
         if not xormaps:
             raise KernelError(errno.EINVAL, f"No CXIMS for HBIG {win.granularity}")
     flags = C.restrictions_to_flags(win.restrictions)
+    # cxl_root_decoder_alloc() took the region id before the CXIMS checks, and put_device() of the
+    # refused decoder gave it back: allocated after them here, with the same ids either way
+    next_id = sys.memregion_ida.alloc()
     dec = add_decoder(root, CxlRootDecoder, host=pdev, hpa_start=win.base, hpa_size=win.size,
                       interleave_ways=win.ways,
                       interleave_granularity=256 if win.ways == 1 else win.granularity,

@@ -14,7 +14,9 @@ message has the form ``<file>: <field>: <what is wrong>``, on one line.
 
 The package, one module per concern (imports form a tree, in this order):
 
-* ``reader``   - the value reader: field kinds, sizes and integers, the message form.
+* ``limits``   - ``LIMITS``, the table of every limit (sizes, counts, depths, lengths).
+* ``reader``   - the value reader: field kinds, sizes and integers, the message form, the
+  limits every value has (``shape``).
 * ``nodes``, ``devices``, ``windows``, ``toplevel`` - each config class with its
   table's fields (``FIELDS``, ``REQUIRED``) and the function reading that table.
 * ``crossref`` - pass 2, the cross references.
@@ -36,9 +38,10 @@ from cxlsys.topology.devices import (
     PortCfg,
     SwitchCfg,
 )
+from cxlsys.topology.limits import LIMITS, Limit, limit
 from cxlsys.topology.nodes import NodeCfg
 from cxlsys.topology.parse import _Parser
-from cxlsys.topology.reader import SZ_256M, TopologyError
+from cxlsys.topology.reader import SZ_256M, TopologyError, _cut, one_line
 from cxlsys.topology.toplevel import MEMDEV_DRIVERS, Topology
 from cxlsys.topology.windows import (
     INTERLEAVE_WAYS,
@@ -54,6 +57,7 @@ __all__ = [
     "FLITS",
     "INTERLEAVE_WAYS",
     "KINDS",
+    "LIMITS",
     "MEMDEV_DRIVERS",
     "RESTRICTIONS",
     "SZ_256M",
@@ -61,6 +65,7 @@ __all__ = [
     "AutoRegionCfg",
     "CximsCfg",
     "HostBridgeCfg",
+    "Limit",
     "MemdevCfg",
     "NodeCfg",
     "PortCfg",
@@ -77,25 +82,40 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"    # the presets:
 
 def load_topology(name_or_path: str) -> Topology:
     """A preset name from fixtures/ (``cxl_test``) or a path to a TOML file."""
+    try:
+        p, raw = _read(name_or_path)
+    except (OSError, ValueError) as e:      # ValueError: a NUL in the path
+        raise _failed(name_or_path, f"cannot read: {e.strerror if isinstance(e, OSError) and e.strerror else e}")
+    if len(raw) > limit("file_size"):
+        raise _failed(p, f"file: too large (limit {LIMITS['file_size']})")
+    try:
+        data = tomllib.loads(raw.decode())
+    except UnicodeDecodeError:
+        raise _failed(p, "not valid TOML: not UTF-8 text")
+    except ValueError as e:             # TOMLDecodeError, or an integer of more digits than int() takes
+        raise _failed(p, f"not valid TOML: {e}")
+    except RecursionError:              # tomllib recurses per nesting level
+        raise _failed(p, f"topology: nested too deeply (limit {LIMITS['nesting']})")
+    return parse_topology(data, str(p))
+
+
+def _failed(p: Path | str, msg: str) -> TopologyError:
+    return TopologyError(_cut(one_line(f"{p}"), 640) + ": " + _cut(one_line(msg), 400))
+
+
+def _read(name_or_path: str) -> tuple[Path, bytes]:
+    """The file a preset name or path names, and its first ``file_size`` + 1 bytes (not
+    read_text(): a device or a FIFO may never end)."""
     p = Path(name_or_path)
     if not p.suffix and not p.exists():
         p = FIXTURES / f"{name_or_path}.toml"
         if not p.exists():
             names = ", ".join(sorted(x.stem for x in FIXTURES.glob("*.toml")))
-            raise TopologyError(f"{name_or_path}: no such topology file or preset (presets: {names})")
+            raise _failed(name_or_path, f"no such topology file or preset (presets: {names})")
     if not p.exists():
-        raise TopologyError(f"{p}: no such file")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise TopologyError(f"{p}: not valid TOML: {e}")
-    except UnicodeDecodeError:
-        raise TopologyError(f"{p}: not valid TOML: not UTF-8 text")
-    except RecursionError:              # tomllib recurses per nesting level
-        raise TopologyError(f"{p}: not a topology: nested too deeply")
-    except OSError as e:
-        raise TopologyError(f"{p}: cannot read: {e.strerror}")
-    return parse_topology(data, str(p))
+        raise _failed(p, "no such file")
+    with p.open("rb") as f:
+        return p, f.read(limit("file_size") + 1)
 
 
 def parse_topology(data: dict, src: str = "<topology>") -> Topology:

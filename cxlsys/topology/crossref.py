@@ -15,9 +15,10 @@ from cxlsys.topology.devices import (
     SwitchCfg,
     _Dev,
 )
+from cxlsys.topology.limits import limit
 from cxlsys.topology.reader import SZ_256M, _fmt_size, _Reader
 from cxlsys.topology.toplevel import Topology
-from cxlsys.topology.windows import INTERLEAVE_WAYS, AutoRegionCfg, WindowCfg
+from cxlsys.topology.windows import INTERLEAVE_WAYS, RESTRICTIONS, AutoRegionCfg, WindowCfg
 
 
 def _compatible(a: dict[str, int], b: dict[str, int]) -> bool:
@@ -43,6 +44,9 @@ class _CrossRef:
 
     def err(self, where: str, msg: str) -> NoReturn:
         self.r.err(where, msg)
+
+    def over(self, where: str, what: str, name: str) -> NoReturn:
+        self.r.over(where, what, name)
 
     def dev_of(self, name: str) -> _Dev | None:
         return self.devs.get(name)
@@ -85,11 +89,14 @@ class _CrossRef:
             elif p.role not in ("root_port", "downstream"):
                 self.err(f"{w}.parent", f"{md.parent!r} is {_ROLE_TEXT[p.role]}: a memdev links to a root port "
                                         "or a switch downstream port")
-        # switch chains must end at a host bridge (no loops through downstream ports)
+        # switch chains must end at a host bridge (no loops through downstream ports), through
+        # no more than the limit of cascaded switches
+        depth: dict[str, int] = {}          # switch name -> switches from its root port down to it
         for sw in t.switches:
             seen = set()
+            chain = []
             name = sw.name
-            while True:
+            while name not in depth:
                 dev = self.devs[name]
                 if dev.role == "host_bridge":
                     break
@@ -97,7 +104,16 @@ class _CrossRef:
                     self.err(f"{self.where[id(sw)]}.parent", "the parent chain loops back to "
                                                              f"{name!r} and never reaches a host bridge")
                 seen.add(name)
+                if dev.role == "switch":
+                    chain.append(name)
                 name = dev.node.parent
+            n = depth.get(name, 0)
+            for s in reversed(chain):
+                n += 1
+                depth[s] = n
+            if depth[sw.name] > limit("switch_depth"):
+                self.over(f"{self.where[id(sw)]}.parent", f"{depth[sw.name]} switches cascaded from the root port "
+                                                          f"down to {sw.name!r}", "switch_depth")
 
     def parent_name(self, name: str) -> str:
         dev = self.devs[name]
@@ -234,10 +250,13 @@ class _CrossRef:
         below: dict[str, list[SwitchCfg]] = {}
         for sw in t.switches:
             below.setdefault(sw.parent, []).append(sw)
+        memdevs_below: dict[str, list[MemdevCfg]] = {}
+        for md in t.memdevs:
+            memdevs_below.setdefault(md.parent, []).append(md)
         for port, sws in below.items():
             if len(sws) > 1:
                 self.err(f"{self.where[id(sws[1])]}.parent", f"{port!r} already links to switch {sws[0].name!r}")
-            mds = [m for m in t.memdevs if m.parent == port]
+            mds = memdevs_below.get(port, [])
             if mds:
                 self.err(f"{self.where[id(mds[0])]}.parent", f"{port!r} already links to switch {sws[0].name!r}")
 
@@ -254,14 +273,18 @@ class _CrossRef:
                     self.err(f"{w}.targets", f"uid {uid} is an RCH host bridge ({hb.name}): RCH/RCD memory "
                                              "cannot be interleaved, give it a window of its own")
             if win.arithmetic == "xor" and win.ways not in (1, 3):
-                need = _ilog2(win.ways)
-                maps = [c for c in t.cxims if c.granularity == win.granularity and _compatible(c.when, win.when)]
-                if not maps:
+                need = _ilog2(win.ways if win.ways & (win.ways - 1) == 0 else win.ways // 3)
+                same_g = [c for c in t.cxims if c.granularity == win.granularity]
+                # a CXIMS there whenever the window is (its conditions among the window's) ...
+                if not any(c.when.items() <= win.when.items() for c in same_g):
                     self.err(f"{w}.arithmetic", f"an XOR window of {win.ways} ways needs a [[cxims]] with "
-                                                f"granularity {win.granularity} (cxl_acpi: No CXIMS for HBIG)")
-                if all(len(c.xormaps) < need for c in maps):
-                    self.err(f"{w}.arithmetic", f"an XOR window of {win.ways} ways needs {need} xormaps in its "
-                                                f"[[cxims]], {self.where[id(maps[0])]} has {len(maps[0].xormaps)}")
+                                                f"granularity {win.granularity} whenever it exists (cxl_acpi: No "
+                                                "CXIMS for HBIG)")
+                # ... and none that may be there beside it with too few maps (cxl_acpi: -ENXIO)
+                for c in same_g:
+                    if _compatible(c.when, win.when) and len(c.xormaps) < need:
+                        self.err(f"{w}.arithmetic", f"an XOR window of {win.ways} ways needs {need} xormaps in its "
+                                                    f"[[cxims]], {self.where[id(c)]} has {len(c.xormaps)}")
         fixed = [(x, x.base) for x in t.windows if x.base is not None]
         for i, (a, abase) in enumerate(fixed):
             for b, bbase in fixed[i + 1:]:
@@ -295,6 +318,10 @@ class _CrossRef:
             g = ar.granularity
             if g < 256 or g > 16384 or g & (g - 1):
                 self.err(f"{w}.granularity", f"{g} is not a power of two in 256..16384")
+            if win.ways > 1 and g != win.granularity:
+                self.err(f"{w}.granularity", f"{g} in a window that interleaves {win.ways} host bridges at "
+                                             f"{win.granularity} ({self.where[id(win)]}): the region's granularity "
+                                             "is the window's")
             if ar.size == 0 or ar.size % (SZ_256M * ways):
                 self.err(f"{w}.size", f"{_fmt_size(ar.size)} is not a non-zero multiple of {ways} x 256M "
                                       "(each member decodes a 256M multiple)")
@@ -347,3 +374,17 @@ class _CrossRef:
                 if used > cap:
                     self.err(f"{w}.size", f"{m!r} would need {_fmt_size(used)} of DPA for its auto regions up to "
                                           f"decoder {ar.decoder}, it has {_fmt_size(cap)}")
+                self.check_partition(ar, w, m, md, used - per, per)
+
+    def check_partition(self, ar: AutoRegionCfg, w: str, m: str, md: MemdevCfg, dpa: int, size: int) -> None:
+        """The DPA a firmware decoder takes (after the lower decoders', from 0) lies in one partition,
+        ram (from 0) or pmem (after ram), and the auto region's window may hold that kind of memory."""
+        if dpa < md.ram < dpa + size:
+            self.err(f"{w}.size", f"decoder {ar.decoder} of {m!r} would decode DPA {_fmt_size(dpa)}.."
+                                  f"{_fmt_size(dpa + size)}, across the end of its {_fmt_size(md.ram)} ram "
+                                  "partition: a region is all ram or all pmem")
+        mode, flag = ("ram", "volatile") if dpa < md.ram else ("pmem", "pmem")
+        win = self.t.windows[ar.window]
+        if not win.restrictions & RESTRICTIONS[flag]:
+            self.err(f"{w}.window", f"{self.where[id(win)]} has no {flag!r} restriction: it cannot hold the "
+                                    f"{mode} of {m!r} (decoder {ar.decoder})")

@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from cxlsys.topology.reader import SZ_256M, Kind, _Reader
+from cxlsys.topology.limits import limit
+from cxlsys.topology.reader import SZ_256M, Kind, _num, _Reader
 
 # HDM decoder counts the capability register can encode (CXL 3.x 8.2.4.20.1; kernel
 # cxl_hdm_decoder_count()); 0 = no HDM decoder capability (passthrough port).
@@ -60,11 +61,11 @@ def check_decoders(r: _Reader, d: dict[str, Any], w: str, allow_passthrough: boo
         n = d["decoders"]
         ok = DECODER_COUNTS + ((0,) if allow_passthrough else ())
         if n not in ok:
-            r.err(f"{w}.decoders", f"{n} HDM decoders cannot be encoded (one of "
+            r.err(f"{w}.decoders", f"{_num(n)} HDM decoders cannot be encoded (one of "
                                    f"{', '.join(map(str, ok))}" + ("; 0 = passthrough" if allow_passthrough
                                                                     else "") + ")")
     if "targets" in d and d["targets"] not in TARGET_COUNTS:
-        r.err(f"{w}.targets", f"{d['targets']} is not a valid HDM target count (1, 2, 4 or 8)")
+        r.err(f"{w}.targets", f"{_num(d['targets'])} is not a valid HDM target count (1, 2, 4 or 8)")
 
 
 # ----------------------------------------------------------------------- [[host_bridge]]
@@ -141,6 +142,7 @@ def parse_root_ports(r: _Reader, raw: list[Any], devs: dict[str, _Dev], where: d
     for i, h in enumerate(raw):
         w = f"root_port[{i}]"
         d = r.table(h, w, PortCfg.FIELDS, required=PortCfg.REQUIRED)
+        r.within(d["port_id"], f"{w}.port_id", 0, limit("port_id"), "the kernel's int port_id")
         given = d.pop("kind", None)
         rp = PortCfg(**d)
         claim(r, devs, rp.name, _Dev("root_port", w, rp, given))
@@ -168,6 +170,7 @@ class SwitchCfg:
 
 def parse_switches(r: _Reader, raw: list[Any], devs: dict[str, _Dev], where: dict[int, str]) -> list[SwitchCfg]:
     switches: list[SwitchCfg] = []
+    ports = 0
     for i, h in enumerate(raw):
         w = f"switch[{i}]"
         d = r.table(h, w, SwitchCfg.FIELDS, required=SwitchCfg.REQUIRED)
@@ -177,9 +180,15 @@ def parse_switches(r: _Reader, raw: list[Any], devs: dict[str, _Dev], where: dic
         sw = SwitchCfg(**d)
         claim(r, devs, sw.name, _Dev("switch", w, sw, given))
         where[id(sw)] = w
+        r.count(raw_ds, f"{w}.downstream", "downstream_ports")
+        ports += len(raw_ds)
+        if ports > limit("all_downstream_ports"):
+            r.over(f"{w}.downstream", f"the switches up to this one have {ports} downstream ports",
+                   "all_downstream_ports")
         for j, p in enumerate(raw_ds):
             wj = f"{w}.downstream[{j}]"
             pd = r.table(p, wj, PortCfg.DOWNSTREAM_FIELDS, required=PortCfg.DOWNSTREAM_REQUIRED)
+            r.within(pd["port_id"], f"{wj}.port_id", 0, limit("port_id"), "the kernel's int port_id")
             pgiven = pd.pop("kind", None)
             dp = PortCfg(parent=sw.name, **pd)
             claim(r, devs, dp.name, _Dev("downstream", wj, dp, pgiven))
@@ -226,6 +235,7 @@ def parse_memdevs(r: _Reader, raw: list[Any], devs: dict[str, _Dev], where: dict
                   given_fields: dict[str, set[str]]) -> list[MemdevCfg]:
     """The ``[[memdev]]`` tables; ``given_fields`` records the fields each one sets."""
     memdevs: list[MemdevCfg] = []
+    lsa_total = 0
     for i, h in enumerate(raw):
         w = f"memdev[{i}]"
         d = r.table(h, w, MemdevCfg.FIELDS, required=MemdevCfg.REQUIRED)
@@ -234,19 +244,28 @@ def parse_memdevs(r: _Reader, raw: list[Any], devs: dict[str, _Dev], where: dict
                 r.err(f"{w}.{k}", f"{d[k]:#x} is not a multiple of 256M (CXL capacity unit)")
         if not d.get("ram", 0) and not d.get("pmem", 0):
             r.err(w, "no capacity: give ram and/or pmem (QEMU: at least one memdev property must be set)")
+        # the DPA space: ram from 0, pmem right after it
+        r.fits(f"{w}.ram", "ram (DPA 0) size", 0, d.get("ram", 0))
+        r.fits(f"{w}.pmem", "pmem placed after ram at DPA", d.get("ram", 0), d.get("pmem", 0))
         r.within(d.get("serial", 0), f"{w}.serial", 0, (1 << 64) - 1, "64-bit serial number")
         r.within(d.get("numa_node", -1), f"{w}.numa_node", -1, 1023, "-1 = no node")
-        r.within(d.get("lsa", 0), f"{w}.lsa", 0, 0xFFFFFFFF, "IDENTIFY LSA size is 32-bit")
+        lsa = d.get("lsa", 0)
+        if lsa > limit("lsa_size"):
+            r.over(f"{w}.lsa", f"a label storage area of {lsa:#x} bytes is too large", "lsa_size")
+        lsa_total += lsa
+        if lsa_total > limit("all_lsa_size"):
+            r.over(f"{w}.lsa", f"the label storage areas up to this memdev are {lsa_total:#x} bytes",
+                   "all_lsa_size")
         pm = d.get("payload_max", 4096)
         if pm < 256 or pm > (1 << 20) or pm & (pm - 1):
-            r.err(f"{w}.payload_max", f"{pm} is not a mailbox payload size (a power of two, 256..1M; "
+            r.err(f"{w}.payload_max", f"{_num(pm)} is not a mailbox payload size (a power of two, 256..1M; "
                                       "cxl_pci rejects smaller mailboxes)")
         if len(d.get("firmware_version", "")) > 16:
             r.err(f"{w}.firmware_version", f"{d['firmware_version']!r} is longer than the 16 bytes of "
                                            "IDENTIFY's FW Revision")
         r.within(d.get("qos_class", -1), f"{w}.qos_class", -1, 0xFFFF, "-1 = none")
         if "decoders" in d and d["decoders"] not in DECODER_COUNTS:
-            r.err(f"{w}.decoders", f"{d['decoders']} HDM decoders cannot be encoded (one of "
+            r.err(f"{w}.decoders", f"{_num(d['decoders'])} HDM decoders cannot be encoded (one of "
                                    f"{', '.join(map(str, DECODER_COUNTS))})")
         for k in ("vendor", "device"):
             if k in d:

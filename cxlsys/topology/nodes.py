@@ -6,7 +6,10 @@ from typing import Any, ClassVar
 
 import attrs
 
+from cxlsys.topology.limits import limit
 from cxlsys.topology.reader import Kind, _Reader
+
+SZ_3G, SZ_4G = 3 << 30, 4 << 30
 
 
 @attrs.define
@@ -33,8 +36,11 @@ def parse_nodes(r: _Reader, raw: list[Any], where: dict[int, str]) -> list[NodeC
         for o in nodes:
             if o.id == d["id"]:
                 r.err(f"{w}.id", f"node {d['id']} is declared twice")
+        r.count(d.get("cpus", []), f"{w}.cpus", "cpus")
         cpus = r.items(d.get("cpus", []), f"{w}.cpus", "uint")
-        for c in cpus:
+        for j, c in enumerate(cpus):
+            if c >= limit("cpus"):
+                r.over(f"{w}.cpus[{j}]", f"cpu {c} is past the last CPU number {limit('cpus') - 1}", "cpus")
             if c in cpus_seen:
                 r.err(f"{w}.cpus", f"cpu {c} is already in {cpus_seen[c]}")
             cpus_seen[c] = w
@@ -52,6 +58,7 @@ def parse_nodes(r: _Reader, raw: list[Any], where: dict[int, str]) -> list[NodeC
         node = NodeCfg(id=d["id"], cpus=cpus, memory=d.get("memory", 0), distances=dist, online=online)
         where[id(node)] = w
         nodes.append(node)
+    _check_boot_memory(r, nodes, where)
     ids = {n.id for n in nodes}
     for n in nodes:
         for k in n.distances:
@@ -60,3 +67,18 @@ def parse_nodes(r: _Reader, raw: list[Any], where: dict[int, str]) -> list[NodeC
     if not nodes:
         nodes.append(NodeCfg(id=0, cpus=[0, 1], memory=4 << 30))
     return nodes
+
+
+def _check_boot_memory(r: _Reader, nodes: list[NodeCfg], where: dict[int, str]) -> None:
+    """The boot memory, placed as the memory hotplug core places it (the lowest node id from 0,
+    its first 3G below 4G, the rest and the other nodes from 4G up), ends inside 64 bits."""
+    cursor = 0
+    for n in sorted(nodes, key=lambda c: c.id):
+        m = n.memory
+        if not m:
+            continue
+        if cursor == 0:
+            low = min(m, SZ_3G)
+            cursor, m = SZ_4G, m - low
+        r.fits(f"{where[id(n)]}.memory", "boot memory placed at", cursor, m)
+        cursor += m

@@ -23,7 +23,11 @@ from cxlsys.topology.toplevel import (
     parse_system,
     parse_top,
 )
-from cxlsys.topology.windows import parse_auto_regions, parse_cxims, parse_windows
+from cxlsys.topology.windows import check_address_space, parse_auto_regions, parse_cxims, parse_windows
+
+# each list of tables and the limit on its length
+_COUNTS = (("node", "nodes"), ("host_bridge", "host_bridges"), ("root_port", "root_ports"), ("switch", "switches"),
+           ("memdev", "memdevs"), ("window", "windows"), ("cxims", "cxims"), ("auto_region", "auto_regions"))
 
 
 class _Parser:
@@ -36,8 +40,12 @@ class _Parser:
 
     def run(self) -> Topology:
         r, devs, where = self.r, self.devs, self.where
-        # pass 1: each table's own fields
+        # pass 0: the limits any value has (depth, sizes, lengths), then the number of each table
+        r.shape(self.data)
         t, top = parse_top(r, self.data)
+        for key, name in _COUNTS:
+            r.count(top.get(key, []), key, name)
+        # pass 1: each table's own fields
         parse_module(r, t, top)
         parse_acpi(r, t, top, devs)
         parse_system(r, t, top)
@@ -49,6 +57,7 @@ class _Parser:
         t.windows = parse_windows(r, top.get("window", []), where, t.nodes, t.module, t.params)
         t.cxims = parse_cxims(r, top.get("cxims", []), where, t.module, t.params)
         t.auto_regions = parse_auto_regions(r, top.get("auto_region", []), where, t.module, t.params)
+        check_address_space(r, t.windows, t.hpa_base, t.memory.get("block_size"), where)
         # pass 2: cross references
         x = _CrossRef(r, t, devs, where, self.given_fields)
         x.check_parents()

@@ -16,6 +16,7 @@ from cxlsys.topology.devices import (
     _Dev,
     claim,
 )
+from cxlsys.topology.limits import limit
 from cxlsys.topology.nodes import NodeCfg
 from cxlsys.topology.reader import SZ_256M, Kind, _Reader
 from cxlsys.topology.windows import AutoRegionCfg, CximsCfg, WindowCfg
@@ -88,8 +89,13 @@ def parse_module(r: _Reader, t: Topology, top: dict[str, Any]) -> None:
     if "module" not in top:
         return
     m = r.table(top["module"], "module", Topology.MODULE_FIELDS, required=Topology.MODULE_REQUIRED)
+    if len(m["name"]) > limit("module_name_length"):
+        r.over("module.name", f"a module name of {len(m['name'])} characters is too long", "module_name_length")
     t.module = m["name"]
-    t.params = {k: r.value(v, f"module.params.{k}", "int") for k, v in m.get("params", {}).items()}
+    for k, v in m.get("params", {}).items():
+        w = f"module.params.{k}"
+        r.value(k, w, "name")           # /sys/module/<name>/parameters/<k>
+        t.params[k] = r.within(r.value(v, w, "int"), w, -(1 << 63), (1 << 64) - 1, "a 64-bit module parameter")
 
 
 def parse_acpi(r: _Reader, t: Topology, top: dict[str, Any], devs: dict[str, _Dev]) -> None:
@@ -103,6 +109,7 @@ def parse_acpi(r: _Reader, t: Topology, top: dict[str, Any], devs: dict[str, _De
         t.hpa_base = a.get("hpa_base", t.hpa_base)
         if t.hpa_base % SZ_256M:
             r.err("acpi.hpa_base", f"{t.hpa_base:#x} is not 256M aligned (CFMWS base HPA alignment)")
+        r.fits("acpi.hpa_base", "hpa_base", t.hpa_base, SZ_256M)
     claim(r, devs, t.acpi_device, _Dev("acpi", "acpi.device", None))
 
 
@@ -113,3 +120,8 @@ def parse_system(r: _Reader, t: Topology, top: dict[str, Any]) -> None:
     bs = t.memory.get("block_size")
     if bs is not None and (bs < (128 << 20) or bs & (bs - 1)):
         r.err("system.block_size", f"{bs:#x} must be a power of two >= 128M")
+    if bs is not None and bs > limit("block_size"):
+        r.over("system.block_size", f"{bs:#x} is too large", "block_size")
+    ratio = t.memory.get("auto_movable_ratio", 0)
+    if ratio > limit("auto_movable_ratio"):
+        r.over("system.auto_movable_ratio", f"{ratio} does not fit an unsigned int", "auto_movable_ratio")

@@ -8,19 +8,23 @@ from typing import Any, ClassVar
 
 import attrs
 
+from cxlsys.topology.limits import limit
 from cxlsys.topology.nodes import NodeCfg
-from cxlsys.topology.reader import SZ_256M, Kind, _lit, _Reader
+from cxlsys.topology.reader import SZ_256M, Kind, _lit, _num, _Reader
 
 RESTRICTIONS = {"type2": 1 << 0, "type3": 1 << 1, "volatile": 1 << 2, "ram": 1 << 2, "pmem": 1 << 3,
                 "fixed": 1 << 4, "bi": 1 << 5}
 INTERLEAVE_WAYS = (1, 2, 4, 8, 16, 3, 6, 12)
+DEFAULT_BLOCK_SIZE = 128 << 20      # /sys/devices/system/memory/block_size_bytes without [system] block_size
+_S64 = (-(1 << 63), (1 << 64) - 1)   # a module parameter: any 64-bit value, signed or not
 
 
 def check_when(r: _Reader, d: dict[str, Any], where: str, module: str | None,
                params: dict[str, int]) -> dict[str, int]:
     """A table's ``when`` conditions, each naming a parameter the ``[module]`` table declares."""
     w: dict[str, int] = d.get("when", {})
-    for k in w:
+    for k, v in w.items():
+        r.within(v, f"{where}.when.{k}", *_S64, "a 64-bit module parameter")
         if module is None:
             r.err(f"{where}.when.{k}", "conditions need a [module] table declaring that parameter")
         if k not in params:
@@ -62,6 +66,7 @@ def parse_windows(r: _Reader, raw: list[Any], where: dict[int, str], nodes: list
             if not isinstance(x, str) or x not in RESTRICTIONS:
                 r.err(f"{w}.restrictions[{j}]", f"{_lit(x)} is not one of {', '.join(RESTRICTIONS)}")
             rs |= RESTRICTIONS[x]
+        r.count(d["targets"], f"{w}.targets", "interleave_targets")
         d["targets"] = r.items(d["targets"], f"{w}.targets", "uint")
         if not d["targets"]:
             r.err(f"{w}.targets", "a window needs at least one host bridge uid")
@@ -72,15 +77,15 @@ def parse_windows(r: _Reader, raw: list[Any], where: dict[int, str], nodes: list
             r.err(f"{w}.ways", f"{d['ways']} is not a valid interleave (1,2,4,8,16,3,6,12)")
         g = d.get("granularity", 256)
         if g < 256 or g > 16384 or g & (g - 1):
-            r.err(f"{w}.granularity", f"{g} is not a power of two in 256..16384")
+            r.err(f"{w}.granularity", f"{_num(g)} is not a power of two in 256..16384")
         if d["size"] == 0 or d["size"] % SZ_256M:
             r.err(f"{w}.size", f"{d['size']:#x} is not a non-zero multiple of 256M")
         if d.get("base") is not None and d["base"] % SZ_256M:
             r.err(f"{w}.base", f"{d['base']:#x} is not 256M aligned (CFMWS base HPA alignment)")
-        if d["size"] >= 1 << 64:      # CFMWS Window Size and Base HPA are 64-bit fields
-            r.err(f"{w}.size", f"{d['size']:#x} does not fit the CFMWS's 64-bit window size")
-        if d.get("base") is not None and d["base"] + d["size"] > 1 << 64:
-            r.err(f"{w}.base", f"{d['base']:#x} + size {d['size']:#x} passes the end of the 64-bit address space")
+        if d["size"] >= limit("address_space"):      # CFMWS Window Size and Base HPA are 64-bit fields
+            r.over(f"{w}.size", f"{d['size']:#x} does not fit the CFMWS's 64-bit window size", "address_space")
+        if d.get("base") is not None:
+            r.fits(f"{w}.base", "base", d["base"], d["size"])
         r.within(d.get("qtg_id", -1), f"{w}.qtg_id", -1, 0xFFFF, "-1 = none")
         if "node" in d and not any(n.id == d["node"] for n in nodes):
             r.err(f"{w}.node", f"no [[node]] has id {d['node']} (declare the window's NUMA node)")
@@ -111,10 +116,14 @@ def parse_cxims(r: _Reader, raw: list[Any], where: dict[int, str], module: str |
         d = r.table(h, w, CximsCfg.FIELDS, required=CximsCfg.REQUIRED)
         g = d["granularity"]
         if g < 256 or g > 16384 or g & (g - 1):
-            r.err(f"{w}.granularity", f"{g} is not a power of two in 256..16384")
+            r.err(f"{w}.granularity", f"{_num(g)} is not a power of two in 256..16384")
+        r.count(d["xormaps"], f"{w}.xormaps", "xormaps")
         d["xormaps"] = r.items(d["xormaps"], f"{w}.xormaps", "uint")
         if not d["xormaps"] or any(x == 0 for x in d["xormaps"]):
             r.err(f"{w}.xormaps", "needs one or more non-zero XOR bitmaps")
+        for j, x in enumerate(d["xormaps"]):
+            if x >= limit("address_space"):
+                r.over(f"{w}.xormaps[{j}]", f"{x:#x} is not a 64-bit XOR bitmap of HPA bits", "address_space")
         d["when"] = check_when(r, d, w, module, params)
         cx = CximsCfg(**d)
         where[id(cx)] = w
@@ -146,9 +155,33 @@ def parse_auto_regions(r: _Reader, raw: list[Any], where: dict[int, str], module
     for i, h in enumerate(raw):
         w = f"auto_region[{i}]"
         d = r.table(h, w, AutoRegionCfg.FIELDS, required=AutoRegionCfg.REQUIRED)
+        r.count(d["members"], f"{w}.members", "interleave_targets")
         d["members"] = r.items(d["members"], f"{w}.members", "name")
         d["when"] = check_when(r, d, w, module, params)
         ar = AutoRegionCfg(**d)
         where[id(ar)] = w
         auto_regions.append(ar)
     return auto_regions
+
+
+# ----------------------------------------------------------------------- the address space
+
+def check_address_space(r: _Reader, windows: list[WindowCfg], hpa_base: int, block_size: int | None,
+                        where: dict[int, str]) -> None:
+    """Every window ends inside the 64-bit address space, also those placed one after another
+    from ``acpi.hpa_base`` (checked with all of them present, whatever ``when`` says: any set
+    of them then fits), and all of them together are a bounded number of memory blocks."""
+    base = hpa_base
+    for win in windows:
+        if win.base is None:
+            base = (base + SZ_256M - 1) // SZ_256M * SZ_256M
+            r.fits(f"{where[id(win)]}.size", "placed after acpi.hpa_base and the windows before it at",
+                   base, win.size)
+            base += win.size
+    bs = block_size or DEFAULT_BLOCK_SIZE
+    total = 0
+    for win in windows:
+        total += win.size
+        if total // bs > limit("memory_blocks"):
+            r.over(f"{where[id(win)]}.size", f"the windows up to this one are {total // bs} memory blocks of "
+                                             f"{bs >> 20}M", "memory_blocks")
