@@ -26,25 +26,38 @@ tool (:func:`can_mount`)::
     def test_list():
         assert cxlsys_run("cxl list -M | jq length").stdout == "11\\n"
 
+**Invariants**: inside ``with invariant_checks():`` the helpers that change the model
+(:func:`write_text`, :func:`cxl_write`, :func:`assert_refused`, :func:`provision_ram_region`) run
+:func:`cxlsys.invariants.assert_invariants` after each operation; ``invariant_checks("every_write")``
+checks after every :meth:`Sysfs.write <cxlsys.sysfs.Sysfs.write>`, ioctl, timer run and module
+load/unload from anywhere (cxlsys's own model tests run that way, ``tests/conftest.py``)::
+
+    with invariant_checks():
+        provision_ram_region(fs)           # AssertionError naming the rule if a step breaks one
+
 Nothing here needs pytest: a failed check raises ``AssertionError``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
+import functools
 import os
 import selectors
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort
 from cxlsys.errors import KernelError
+from cxlsys.invariants import assert_invariants
 from cxlsys.sysfs import Sysfs
+from cxlsys.system import System
 from cxlsys.treedump import dump_model
 
 __all__ = [
@@ -62,6 +75,8 @@ __all__ = [
     "dax_blocks",
     "endpoint_decoders",
     "free_endpoint_decoders",
+    "invariant_checks",
+    "invariant_checks_enabled",
     "meminfo_kb",
     "memdev",
     "memdevs",
@@ -105,8 +120,12 @@ def read_value(fs: Sysfs, path: str) -> str:
 def write_text(fs: Sysfs, path: str, value: Data) -> int:
     """Store ``value`` into the file at ``path`` (relative to /sys); returns the count the write
     returned.  ``bytes`` are written as they are; anything else as ``echo value > path`` would
-    (with a newline).  A refused store raises :class:`~cxlsys.errors.KernelError`."""
-    return fs.write(path, _buf(value))
+    (with a newline).  A refused store raises :class:`~cxlsys.errors.KernelError`.  Under
+    :func:`invariant_checks` the model's invariants are checked after the write, refused or not."""
+    try:
+        return fs.write(path, _buf(value))
+    finally:
+        _after_operation(fs)
 
 
 def cxl_path(path: str) -> str:
@@ -135,7 +154,10 @@ def assert_refused(fs: Sysfs, path: str, data: Data, err: int, *,
     buf = _buf(data)
     before = unchanged() if unchanged is not None else None
     try:
-        fs.write(path, buf)
+        try:
+            fs.write(path, buf)
+        finally:
+            _after_operation(fs)
     except KernelError as e:
         if e.errno != err:
             raise AssertionError(f"{path} < {buf!r}: errno {_errno.errorcode.get(e.errno, e.errno)}, "
@@ -150,6 +172,100 @@ def sysfs_tree(fs: Sysfs) -> list:
     """Every entry below :data:`SYSFS_TREE` with its mode, link target or contents, one line each
     (:func:`cxlsys.treedump.dump_model`): compare it before and after a store."""
     return dump_model(fs, SYSFS_TREE)
+
+
+# ------------------------------------------------------------------------------ in-process: invariants
+
+# what invariant_checks() turned on, by scope: "helpers" (the helpers above check after each
+# operation), "every_write" (the wrapped Sysfs/System methods check, so the helpers need not), "end"
+# (the wrapped methods only note their system, checked when the block ends)
+_CHECKS = {"helpers": 0, "every_write": 0, "end": 0}
+_TOUCHED: list = []          # per "end" block: the systems its operations touched (by id)
+SCOPES = ("helpers", "every_write", "end")
+
+
+def invariant_checks_enabled() -> bool:
+    """Whether operations are followed by an invariant check (inside :func:`invariant_checks`)."""
+    return any(_CHECKS.values())
+
+
+def _after_operation(fs: Sysfs) -> None:
+    if _CHECKS["helpers"] and not _CHECKS["every_write"]:
+        assert_invariants(fs.sys)
+
+
+def _checked(method: Callable, system_of: Callable[[Any], Any], ran: Callable[[Any], bool]) -> Callable:
+    """``method`` followed by :func:`~cxlsys.invariants.assert_invariants` of its system, whether it
+    returned or raised (a refused operation must leave the model consistent too); a call that
+    returned ``r`` with ``ran(r)`` false did nothing and is not checked."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        done = True
+        try:
+            r = method(self, *args, **kwargs)
+            done = ran(r)
+            return r
+        finally:
+            if done:
+                system = system_of(self)
+                for touched in _TOUCHED:
+                    touched.setdefault(id(system), system)
+                if _CHECKS["every_write"]:
+                    assert_invariants(system)
+    return wrapper
+
+
+def _always(r: Any) -> bool:
+    return True
+
+
+# the operations the wrapping scopes follow: class, method name, the System of an instance, whether a
+# return value means it did something (System.run_timers returns how many timers ran: every read of
+# the projection calls it, a check there only when some delayed work really ran)
+_OPERATIONS = ((Sysfs, "write", lambda fs: fs.sys, _always), (Sysfs, "ioctl", lambda fs: fs.sys, _always),
+               (System, "run_timers", lambda s: s, bool),
+               (System, "load", lambda s: s, _always), (System, "unload", lambda s: s, _always))
+
+
+@contextlib.contextmanager
+def invariant_checks(scope: str = "helpers") -> Iterator[None]:
+    """While the block runs, check the model's invariants (:func:`cxlsys.invariants.assert_invariants`:
+    a broken one raises ``AssertionError`` naming the object and the rule).  ``scope``:
+
+    * ``"helpers"``: after each write of :func:`write_text`, :func:`cxl_write` and
+      :func:`assert_refused` (the refused write too) and each step of :func:`provision_ram_region`;
+    * ``"every_write"``: after every ``Sysfs.write``, ``Sysfs.ioctl``, run of delayed work
+      (``System.run_timers`` when a timer ran) and ``System.load``/``unload`` (``modprobe``, boot),
+      whoever calls them: the methods are wrapped while the block runs;
+    * ``"end"``: once, when the block ends, for every system those operations touched (for models
+      too large to check after each write: ``large-2t`` takes ~50 ms a check).
+
+    Blocks nest."""
+    if scope not in SCOPES:
+        raise ValueError(f"invariant_checks: scope {scope!r} is not one of {', '.join(SCOPES)}")
+    saved = []
+    if scope != "helpers" and not (_CHECKS["every_write"] or _CHECKS["end"]):
+        for cls, name, system_of, ran in _OPERATIONS:
+            orig = cls.__dict__[name]
+            saved.append((cls, name, orig))
+            setattr(cls, name, _checked(orig, system_of, ran))
+    touched: dict = {}
+    if scope == "end":
+        _TOUCHED.append(touched)
+    _CHECKS[scope] += 1
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        _CHECKS[scope] -= 1
+        if scope == "end":
+            _TOUCHED.remove(touched)
+        for cls, name, orig in reversed(saved):
+            setattr(cls, name, orig)
+    if ok:
+        for system in touched.values():
+            assert_invariants(system)
 
 
 # ------------------------------------------------------------------------------ in-process: model objects

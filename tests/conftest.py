@@ -9,7 +9,7 @@ sys.path.insert(0, str(ROOT))       # the repository's tools/ (golden diff) for 
 
 from cxlsys.sysfs import Sysfs  # noqa: E402
 from cxlsys.system import System  # noqa: E402
-from cxlsys.testing import MOUNT_SKIP_REASON, can_mount  # noqa: E402
+from cxlsys.testing import MOUNT_SKIP_REASON, can_mount, invariant_checks  # noqa: E402
 
 
 @pytest.fixture
@@ -42,3 +42,29 @@ def pytest_runtest_setup(item):
             if os.environ.get("CI") == "true":
                 pytest.fail(msg, pytrace=False)
             pytest.skip(msg)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "no_invariants: do not check the model's invariants after every "
+                                       "operation (tests that break the model on purpose)")
+
+
+# test modules whose models are too large to check after every write (large-2t: 16384 memory blocks,
+# ~50 ms a check, tens of thousands of writes): checked once at the end of each test instead
+INVARIANTS_AT_END = {"test_memory_large.py"}
+
+
+@pytest.fixture(autouse=True)
+def _model_invariants(request):
+    """Every in-process test checks the model's invariants (cxlsys.invariants) after every operation:
+    each Sysfs write and ioctl, timer run and topology load/unload raises AssertionError naming the
+    broken rule (cxlsys.testing.invariant_checks("every_write")); the modules of INVARIANTS_AT_END
+    once when the test ends.  Not for ``@pytest.mark.mount`` tests (the model runs in another
+    process) nor ``@pytest.mark.no_invariants`` ones; ``CXLSYS_INVARIANTS=0`` turns it off."""
+    if (os.environ.get("CXLSYS_INVARIANTS", "1") == "0" or request.node.get_closest_marker("mount") is not None
+            or request.node.get_closest_marker("no_invariants") is not None):
+        yield
+        return
+    scope = "end" if request.node.path.name in INVARIANTS_AT_END else "every_write"
+    with invariant_checks(scope):
+        yield
