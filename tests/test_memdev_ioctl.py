@@ -450,3 +450,18 @@ def test_fw_upload_device_goes_with_the_driver_mid_upload(sysfs, spy):
     s.timers.clock.advance(1)
     s.timers.run_due()
     assert len(sent) == n                         # no worker left behind
+
+
+@pytest.mark.parametrize("offset", [1 << 40, 1 << 31])
+def test_fw_upload_data_far_past_the_buffer_is_enomem(sysfs, offset):
+    """A pwrite far past the image (found by the fuzzer: it was a MemoryError, or 2 GiB of host
+    memory): fw_realloc_pages() fails, ENOMEM, the buffer is unchanged."""
+    s, fs = sysfs
+    md = memdev(s, "cxl_mem.1")
+    d = fwdir(md)
+    write(fs, f"{d}/loading", "1")
+    fs.write(f"{d}/data", b"abc", 0)
+    with pytest.raises(KernelError) as e:
+        fs.write(f"{d}/data", b"\n", offset)
+    assert e.value.errno == errno.ENOMEM
+    assert fs.read_at(f"{d}/data", 0, 16) == b"abc"

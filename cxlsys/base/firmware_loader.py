@@ -23,6 +23,8 @@ from cxlsys.kstrto import kstrtobool_true, simple_strtol, to_int
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.kernel.timer import TimerHandle
 
+FW_BUF_MAX = 256 << 20      # the largest firmware image the model buffers (fw_realloc_pages fails beyond)
+
 
 FW_STATUS_UNKNOWN, FW_STATUS_LOADING, FW_STATUS_DONE, FW_STATUS_ABORTED = range(4)
 
@@ -133,6 +135,10 @@ class FwUpload(Device):
         if self.fw_state == FW_STATUS_DONE:
             raise KernelError(errno.ENODEV, f"{self.name}: data: an upload is using the buffer")
         end = offset + len(data)
+        if end > FW_BUF_MAX:
+            # fw_realloc_pages(): growing the paged buffer that far fails (-ENOMEM); the model stops at
+            # FW_BUF_MAX rather than allocate host memory for a hole the caller seeked over
+            raise KernelError(errno.ENOMEM, f"{self.name}: data: no buffer for {end} bytes (at most {FW_BUF_MAX})")
         if end > len(self.buf):
             self.buf.extend(bytes(end - len(self.buf)))
         self.buf[offset:end] = data

@@ -445,6 +445,10 @@ def add_decoder(port: CxlPort, cls: type[_Decoder], host: Optional[Device] = Non
 
     def _unregister():
         core.cxl_decoder_kill_region(dec)
+        if getattr(dec, "dpa_start", None) is not None:
+            # cxl_dpa_release(): the DPA reservation is devm on the port too, released with it
+            dec.dpa_start, dec.dpa_size, dec.skip = None, 0, 0
+            port.hdm_end -= 1
         device_del(dec)
         port.decoders.pop(i, None)
         port.decoder_ida_used.discard(i)
