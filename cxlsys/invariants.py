@@ -552,7 +552,12 @@ def _check_region(c: _Check, r: CxlRegion) -> None:
         if t.region is not r or t.pos != i:
             c.bad(t, "region.target", f"target{i} of {r.name}, but its region is {_name(t.region)}, "
                                       f"position {t.pos}")
-        if t.mode != r.mode or t.dpa_start is None:
+        # the mode of an attached decoder that is not committed may be rewritten (cxl_dpa_set_mode()
+        # refuses only an enabled one): then its DPA, not its mode, must be of the region's kind
+        part = None
+        if t.dpa_start is not None:
+            part = C.MODE_RAM if t.dpa_start + t.dpa_size <= t.memdev.ram_size else C.MODE_PMEM
+        if t.dpa_start is None or (t.mode if t.enabled else part) != r.mode:
             c.bad(t, "region.target", f"mode {t.mode}, DPA {t.dpa_start}, in {r.mode} region {r.name}")
     if r.state >= ACTIVE:
         if len(ts) != ways or any(i >= ways for i, _ in ts):
