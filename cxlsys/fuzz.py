@@ -957,26 +957,22 @@ class Generator:
         d = self.c.choice(daxes)
         dp = f"{DAX}/{d}"
         drv = self._driver(dp)
-        if drv == "kmem":
-            for b in self._blocks_of(d):
-                yield write(f"{MEM}/{b}/state", "offline", tag)
-            yield write("bus/dax/drivers/kmem/unbind", d, tag)
+        if drv in ("kmem", "device_dax"):
+            new = "device_dax" if drv == "kmem" else "kmem"
+            if drv == "kmem":
+                for b in self._blocks_of(d):
+                    yield write(f"{MEM}/{b}/state", "offline", tag)
+            yield write(f"bus/dax/drivers/{drv}/unbind", d, tag)
             if self.c.chance(0.5):
-                yield write("bus/dax/drivers/device_dax/new_id", d, tag)
-                yield write("bus/dax/drivers/device_dax/remove_id", d, tag)
+                yield write(f"bus/dax/drivers/{new}/new_id", d, tag)
+                yield write(f"bus/dax/drivers/{new}/remove_id", d, tag)
             else:
-                yield write("bus/dax/drivers/device_dax/bind", d, tag)
-        elif drv == "device_dax":
-            yield write("bus/dax/drivers/device_dax/unbind", d, tag)
-            if self.c.chance(0.5):
-                yield write("bus/dax/drivers/kmem/new_id", d, tag)
-                yield write("bus/dax/drivers/kmem/remove_id", d, tag)
-            else:
-                yield write("bus/dax/drivers/kmem/bind", d, tag)
-            state = self.c.choice(BLOCK_STATES)
-            for b in self._blocks_of(d):
-                if self._val(f"{MEM}/{b}/state") == "offline":
-                    yield write(f"{MEM}/{b}/state", state, tag)
+                yield write(f"bus/dax/drivers/{new}/bind", d, tag)
+            if new == "kmem":
+                state = self.c.choice(BLOCK_STATES)
+                for b in self._blocks_of(d):
+                    if self._val(f"{MEM}/{b}/state") == "offline":
+                        yield write(f"{MEM}/{b}/state", state, tag)
         else:
             yield write(f"bus/dax/drivers/{self.c.choice(('kmem', 'device_dax'))}/bind", d, tag)
 

@@ -47,6 +47,7 @@ import re
 from collections.abc import Callable
 
 import pytest
+from test_private_nodes import ram_region
 
 from cxlsys.base.bus import Bus, Driver
 from cxlsys.base.device import Device
@@ -59,8 +60,6 @@ from cxlsys.testing import (
     assert_refused,
     cxl_read,
     cxl_write,
-    endpoint_decoders,
-    memdevs,
     read_value,
     write_text,
 )
@@ -81,20 +80,7 @@ def _pmem_region():
 
 
 def _qemu_ram_region(kernel):
-    s, fs = _boot("qemu-hdm-db", kernel)
-    dec = {m.info.serial: endpoint_decoders(m)[0].name for m in memdevs(s)}
-    for serial in (1, 2):
-        cxl_write(fs, f"{dec[serial]}/mode", "ram")
-        cxl_write(fs, f"{dec[serial]}/dpa_size", "0x10000000")
-    r = cxl_read(fs, "decoder0.0/create_ram_region")
-    cxl_write(fs, "decoder0.0/create_ram_region", r)
-    cxl_write(fs, f"{r}/interleave_granularity", 4096)
-    cxl_write(fs, f"{r}/interleave_ways", 2)
-    cxl_write(fs, f"{r}/size", "0x20000000")
-    cxl_write(fs, f"{r}/target0", dec[1])
-    cxl_write(fs, f"{r}/target1", dec[2])
-    cxl_write(fs, f"{r}/commit", 1)
-    write_text(fs, "bus/cxl/drivers/cxl_region/bind", r)
+    s, fs, _ = ram_region(kernel)          # the same 2-way qemu-hdm-db region the private-node tests use
     return s, fs
 
 
