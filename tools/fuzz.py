@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,7 +93,9 @@ def run_mount(args) -> int:
              "--invariants-every", str(args.invariants_every)]
     script = (" ".join(inner) + " > \"$CXLSYS_FUZZ_OUT\"\n"
               "echo \"WARNS=$(dmesg | grep -c 'WARNING: cxlsys internal error' || true)\"\n")
-    out = Path(f"/tmp/cxlsys-fuzz-mount.{os.getpid()}.json")
+    fd, name = tempfile.mkstemp(prefix="cxlsys-fuzz-mount.", suffix=".json")
+    os.close(fd)
+    out = Path(name)
     env = dict(os.environ, CXLSYS_FUZZ_OUT=str(out), PYTHONPATH=str(ROOT))
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "cxlsys", "run", "--topology", args.topology, "--",
