@@ -21,7 +21,7 @@ import errno
 from typing import Any, Optional
 
 from cxlsys.errors import KernelError
-from cxlsys.kstrto import kstrtouint, sysfs_streq
+from cxlsys.kstrto import kstrtouint, sysfs_streq, vsscanf
 from cxlsys.nvdimm import nd
 from cxlsys.nvdimm.bus import nvdimm_bus_type
 from cxlsys.nvdimm.keys import Key, encrypted_key_data, encrypted_key_datalen
@@ -184,11 +184,17 @@ def security_disable(nvdimm: Any, keyid: int, pass_type: int) -> int:
     return rc
 
 
-def security_update(nvdimm: Any, keyid: int, new_keyid: int, pass_type: int) -> int:
+def _sec_prepare(nvdimm: Any, op: str) -> tuple:
+    """What update, erase and overwrite check first: the provider has ``op`` and the DIMM has
+    security (EOPNOTSUPP otherwise), and check_security_state() lets a command in.  (ops, rc)."""
     ops = nvdimm.sec_ops
-    if ops is None or ops.change_key is None or not nvdimm.sec_flags:
-        return -errno.EOPNOTSUPP
-    rc = check_security_state(nvdimm)
+    if ops is None or getattr(ops, op) is None or not nvdimm.sec_flags:
+        return ops, -errno.EOPNOTSUPP
+    return ops, check_security_state(nvdimm)
+
+
+def security_update(nvdimm: Any, keyid: int, new_keyid: int, pass_type: int) -> int:
+    ops, rc = _sec_prepare(nvdimm, "change_key")
     if rc:
         return rc
     key, data = nvdimm_get_user_key_payload(nvdimm, keyid, NVDIMM_BASE_KEY)
@@ -208,10 +214,7 @@ def security_update(nvdimm: Any, keyid: int, new_keyid: int, pass_type: int) -> 
 
 
 def security_erase(nvdimm: Any, keyid: int, pass_type: int) -> int:
-    ops = nvdimm.sec_ops
-    if ops is None or ops.erase is None or not nvdimm.sec_flags:
-        return -errno.EOPNOTSUPP
-    rc = check_security_state(nvdimm)
+    ops, rc = _sec_prepare(nvdimm, "erase")
     if rc:
         return rc
     if not test_bit(NVDIMM_SECURITY_UNLOCKED, nvdimm.sec_ext_flags) and pass_type == NVDIMM_MASTER:
@@ -229,10 +232,7 @@ def security_erase(nvdimm: Any, keyid: int, pass_type: int) -> int:
 
 
 def security_overwrite(nvdimm: Any, keyid: int) -> int:
-    ops = nvdimm.sec_ops
-    if ops is None or ops.overwrite is None or not nvdimm.sec_flags:
-        return -errno.EOPNOTSUPP
-    rc = check_security_state(nvdimm)
+    ops, rc = _sec_prepare(nvdimm, "overwrite")
     if rc:
         return rc
     key, data = nvdimm_get_user_key_payload(nvdimm, keyid, NVDIMM_BASE_KEY)
@@ -282,27 +282,9 @@ ops = (("freeze", 1), ("disable", 2), ("disable_master", 2), ("update", 3), ("er
        ("master_update", 3), ("master_erase", 2))
 
 
-def _sscanf_words(buf: str, widths: tuple) -> list:
-    """``sscanf(buf, "%<w0>s %<w1>s ...")``: whitespace-separated words, each at most ``w`` chars
-    (a longer word continues into the next conversion); stops at the end of the input."""
-    out: list = []
-    i, n = 0, len(buf)
-    for w in widths:
-        while i < n and buf[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        j = i
-        while j < n and j - i < w and not buf[j].isspace():
-            j += 1
-        out.append(buf[i:j])
-        i = j
-    return out
-
-
 def nvdimm_security_store(nvdimm: Any, buf: str) -> None:
     """Parse and run one security command (KernelError with the kernel's errno on refusal)."""
-    words = _sscanf_words(buf, (SEC_CMD_SIZE, KEY_ID_SIZE, KEY_ID_SIZE))
+    words = vsscanf(buf, f"%{SEC_CMD_SIZE}s %{KEY_ID_SIZE}s %{KEY_ID_SIZE}s")
     if len(words) < 1:
         raise KernelError(errno.EINVAL, f"{nvdimm.name}: security: no command")
     i = next((k for k, (name, _) in enumerate(ops) if sysfs_streq(words[0], name)), len(ops))
