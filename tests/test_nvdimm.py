@@ -15,7 +15,7 @@ import pytest
 
 from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core.mbox import cxl_internal_send_cmd
-from cxlsys.cxl.pmem import CXL_SET_PASS
+from cxlsys.cxl.cxlmem import CXL_SET_PASS
 from cxlsys.kernel.uaccess import BufferUserMemory
 from cxlsys.nvdimm.core import nd_fletcher64
 from cxlsys.nvdimm.keys import MemoryKeyring, ProcessKeyrings

@@ -387,3 +387,12 @@ class CxlMemdevState:
         from cxlsys.cxl.core.mbox import cxl_mbox_background_done
 
         cxl_mbox_background_done(self, opcode, return_code)
+
+# LSA and security payloads (cxlmem.h), shared by cxl_pmem (the driver) and the cxl_test mock (the device)
+CXL_MBOX_GET_LSA = _struct.Struct("<II")          # struct cxl_mbox_get_lsa: offset, length
+CXL_SET_PASS = _struct.Struct("<B31x32s32s")      # struct cxl_set_pass: type, rsvd[31], old_pass, new_pass
+CXL_DISABLE_PASS = _struct.Struct("<B31x32s")     # struct cxl_disable_pass: type, rsvd[31], pass
+CXL_PASS_ERASE = _struct.Struct("<B31x32s")       # struct cxl_pass_erase: type, rsvd[31], pass
+CXL_GET_SECURITY_OUTPUT = _struct.Struct("<I")    # Get Security State: flags (CXL_PMEM_SEC_STATE_*)
+CXL_PMEM_SEC_PASS_MASTER = 0
+CXL_PMEM_SEC_PASS_USER = 1

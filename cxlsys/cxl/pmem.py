@@ -28,6 +28,15 @@ from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core import mbox as MB
 from cxlsys.cxl.core.memdev import clear_exclusive_cxl_commands, set_exclusive_cxl_commands
 from cxlsys.cxl.core.pmem import CxlNvdimm, CxlNvdimmBridge, CxlPmemRegion
+from cxlsys.cxl.cxlmem import (
+    CXL_DISABLE_PASS,
+    CXL_GET_SECURITY_OUTPUT,
+    CXL_MBOX_GET_LSA,
+    CXL_PASS_ERASE,
+    CXL_PMEM_SEC_PASS_MASTER,
+    CXL_PMEM_SEC_PASS_USER,
+    CXL_SET_PASS,
+)
 from cxlsys.errors import KernelError
 from cxlsys.nvdimm.bus import nvdimm_bus_register, nvdimm_bus_unregister
 from cxlsys.nvdimm.dimm_devs import Nvdimm, __nvdimm_create, nvdimm_delete, nvdimm_provider_data
@@ -47,14 +56,7 @@ from cxlsys.uapi import cxl_mem as CU
 from cxlsys.uapi import ndctl as U
 
 # ---------------------------------------------------------------- payloads (drivers/cxl/cxlmem.h)
-CXL_MBOX_GET_LSA = struct.Struct("<II")          # struct cxl_mbox_get_lsa: offset, length
 CXL_MBOX_SET_LSA = struct.Struct("<II")          # struct cxl_mbox_set_lsa: offset, reserved, then data[]
-CXL_SET_PASS = struct.Struct("<B31x32s32s")      # struct cxl_set_pass: type, rsvd[31], old_pass, new_pass
-CXL_DISABLE_PASS = struct.Struct("<B31x32s")     # struct cxl_disable_pass: type, rsvd[31], pass
-CXL_PASS_ERASE = struct.Struct("<B31x32s")       # struct cxl_pass_erase: type, rsvd[31], pass
-CXL_GET_SECURITY_OUTPUT = struct.Struct("<I")    # flags (CXL_PMEM_SEC_STATE_*)
-CXL_PMEM_SEC_PASS_MASTER = 0
-CXL_PMEM_SEC_PASS_USER = 1
 
 # cxl_pmem_init(): what the cxl_nvdimm driver holds for itself while bound
 exclusive_cmds = frozenset({CU.CXL_MEM_COMMAND_ID_SET_SHUTDOWN_STATE, CU.CXL_MEM_COMMAND_ID_SET_LSA})

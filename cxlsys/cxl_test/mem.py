@@ -63,6 +63,7 @@ from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core import mbox, memdev
 from cxlsys.cxl.cxlmem import (  # the layouts and values the core uses too
     CXL_CEL_ENTRY,
+    CXL_DISABLE_PASS,
     CXL_EVENT_DRAM_UUID,
     CXL_EVENT_GEN_MEDIA_UUID,
     CXL_EVENT_MEM_MODULE_UUID,
@@ -82,16 +83,21 @@ from cxlsys.cxl.cxlmem import (  # the layouts and values the core uses too
     CXL_FW_TRANSFER_ALIGNMENT,
     CXL_GET_EVENT_FLAG_MORE_RECORDS,
     CXL_GET_EVENT_FLAG_OVERFLOW,
+    CXL_GET_SECURITY_OUTPUT,
     CXL_GSL_ENTRY,
     CXL_MBOX_ACTIVATE_FW,
     CXL_MBOX_CLEAR_POISON,
     CXL_MBOX_GET_LOG,
+    CXL_MBOX_GET_LSA,
     CXL_MBOX_GET_PARTITION_INFO,
     CXL_MBOX_IDENTIFY,
     CXL_MBOX_INJECT_POISON,
     CXL_MBOX_POISON_IN,
     CXL_MBOX_SET_PARTITION_INFO,
     CXL_MBOX_SET_TIMESTAMP_IN,
+    CXL_PASS_ERASE,
+    CXL_PMEM_SEC_PASS_MASTER,
+    CXL_PMEM_SEC_PASS_USER,
     CXL_PMEM_SEC_STATE_FROZEN,
     CXL_PMEM_SEC_STATE_LOCKED,
     CXL_PMEM_SEC_STATE_MASTER_PASS_SET,
@@ -101,6 +107,7 @@ from cxlsys.cxl.cxlmem import (  # the layouts and values the core uses too
     CXL_POISON_LIST_MAX,
     CXL_POISON_SOURCE_INJECTED,
     CXL_SET_PARTITION_IMMEDIATE_FLAG,
+    CXL_SET_PASS,
     CXLDEV_EVENT_STATUS_ALL,
     CXLDEV_EVENT_STATUS_FAIL,
     CXLDEV_EVENT_STATUS_FATAL,
@@ -109,6 +116,7 @@ from cxlsys.cxl.cxlmem import (  # the layouts and values the core uses too
 )
 from cxlsys.errors import KernelError
 from cxlsys.kstrto import kstrtoint, kstrtoull
+from cxlsys.nvdimm.nd import NVDIMM_PASSPHRASE_LEN
 
 if TYPE_CHECKING:  # pragma: no cover
     from cxlsys.cxl.core.memdev import MemdevInfo
@@ -153,9 +161,6 @@ def EFFECT(x: int) -> int:
 CXL_CMD_EFFECT_NONE = 0
 
 # ------------------------------------------------------------------ cxlmem.h / cxl.h / event.h facts
-NVDIMM_PASSPHRASE_LEN = 32
-CXL_PMEM_SEC_PASS_MASTER = 0
-CXL_PMEM_SEC_PASS_USER = 1
 
 
 
@@ -189,7 +194,6 @@ CXL_CEL_UUID = uuid.UUID("0da9c0b5-bf41-4b78-8f79-96b1623b3f17").bytes      # DE
 CXL_MBOX_GET_SUPPORTED_LOGS = struct.Struct("<H6x")          # entries, rsvd[6]
 # fw_revision, total/volatile/persistent capacity, partition_align, info/warn/fail/fatal event log
 # sizes, lsa_size, poison_list_max_mer[3], inject_poison_limit, poison_caps, qos_telemetry_caps
-CXL_MBOX_GET_LSA = struct.Struct("<II")                      # offset, length
 CXL_MBOX_SET_LSA = struct.Struct("<I4x")                     # offset, reserved; data[] follows
 CXL_MBOX_HEALTH_INFO = struct.Struct("<BBBBHIII")            # mem.c's struct cxl_mbox_health_info
 CXL_MBOX_POISON_OUT = struct.Struct("<BxQH20x")              # flags, overflow_ts, count; record[] follows
@@ -198,10 +202,6 @@ CXL_MBOX_GET_FW_INFO = struct.Struct("<BBB13x16s16s16s16s")  # num_slots, slot_i
 CXL_MBOX_TRANSFER_FW = struct.Struct("<BB2xI120x")           # action, slot, offset (128 B units); data[]
 CXL_GET_EVENT_PAYLOAD = struct.Struct("<BxHQQH10x")          # flags, overflow count, first/last ts, count
 CXL_MBOX_CLEAR_EVENT_PAYLOAD = struct.Struct("<BBB3x")       # event_log, clear_flags, nr_recs; handles[]
-CXL_SET_PASS = struct.Struct("<B31x32s32s")                  # type, old_pass, new_pass
-CXL_DISABLE_PASS = struct.Struct("<B31x32s")                 # type, pass
-CXL_PASS_ERASE = CXL_DISABLE_PASS
-CXL_MBOX_GET_SECURITY_STATE_OUT = struct.Struct("<I")
 # struct cxl_event_record_raw: uuid + a 112-byte event whose first 32 bytes are the common header
 CXL_EVENT_RECORD_HDR = struct.Struct("<B3sHHQB15x")          # length, flags[3], handle, related, ts, class
 CXL_EVENT_GEN_MEDIA_BODY = struct.Struct("<QBBB2sBB3s16s46x")    # after the header
@@ -747,9 +747,9 @@ class MockMem:
 
     # ----- security
     def mock_get_security_state(self, cmd: CxlMboxCmd) -> int:
-        if cmd.size_in or cmd.size_out != CXL_MBOX_GET_SECURITY_STATE_OUT.size:
+        if cmd.size_in or cmd.size_out != CXL_GET_SECURITY_OUTPUT.size:
             return -errno.EINVAL
-        self._reply(cmd, CXL_MBOX_GET_SECURITY_STATE_OUT.pack(self.security_state))
+        self._reply(cmd, CXL_GET_SECURITY_OUTPUT.pack(self.security_state))
         return 0
 
     def master_plimit_check(self) -> None:

@@ -45,6 +45,8 @@ from typing import Optional, Protocol
 
 import attrs
 
+from cxlsys.nvdimm.nd import NVDIMM_PASSPHRASE_LEN  # include/linux/libnvdimm.h
+
 # include/uapi/linux/keyctl.h
 KEY_SPEC_THREAD_KEYRING = -1
 KEY_SPEC_PROCESS_KEYRING = -2
@@ -56,7 +58,6 @@ KEYCTL_LINK = 8
 KEYCTL_SEARCH = 10
 KEYCTL_READ = 11
 
-NVDIMM_PASSPHRASE_LEN = 32      # include/linux/libnvdimm.h
 NVDIMM_KEY_DESC_LEN = 22
 
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "arm64": 219, "ppc64le": 271, "s390x": 280, "riscv64": 219}
