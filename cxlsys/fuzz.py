@@ -38,7 +38,11 @@ shrinks a failing sequence choice by choice.
    exception in a store, a show read by the snapshot, or delayed work; the write itself gets EIO),
    and no exception other than ``KernelError`` out of the projection;
 3. ``cxlsys.invariants.check_invariants(system) == []`` every ``invariants_every`` operations
-   (skipped, and said so in the summary, while that module does not exist).
+   (skipped, and said so in the summary, while that module does not exist).  An operation that
+   reproduces a kernel hazard (:mod:`cxlsys.hazards`: a sequence Linux accepts and then holds
+   inconsistent state after, which the model reproduces and names) is counted apart, is checked
+   with the rules that hazard excuses left out (:func:`cxlsys.hazards.unexplained`), and ends the
+   episode (through the mount, where the run is one episode, the checks go on that way).
 
 A failure keeps its reproducer: the operations of its episode from boot (:func:`replay` runs them
 again, :func:`shrink` cuts them down, :meth:`Op.to_json` / :meth:`Op.from_json` store them).
@@ -60,6 +64,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 import attrs
 
 from cxlsys.errors import KernelError
+from cxlsys.hazards import unexplained
 from cxlsys.kernel.timer import FakeClock
 from cxlsys.sysfs import S_FILE, Sysfs
 from cxlsys.system import System
@@ -355,6 +360,7 @@ class Outcome:
     side_effect: str = ""                    # a KNOWN_SIDE_EFFECTS name the change was allowed as
     invariants: list = attrs.Factory(list)   # check_invariants() messages
     dead: bool = False                       # through the mount: the daemon is gone
+    hazards: list = attrs.Factory(list)      # kernel hazards this op opened (cxlsys.hazards): names
 
     @property
     def accepted(self) -> bool:
@@ -407,6 +413,7 @@ class FuzzStats:
     invariant_checks: int = 0
     invariants_available: bool = True
     deaths: int = 0
+    hazards: Counter = attrs.Factory(Counter)      # kernel hazard name -> times reproduced
     deep_checks: int = 0
     local_checks: int = 0
     episodes: int = 0
@@ -444,6 +451,7 @@ class FuzzStats:
             self.allowed_side_effects[out.side_effect] += 1
         self.invariant_breaks += bool(out.invariants)
         self.deaths += out.dead
+        self.hazards.update(out.hazards)
 
     def merge(self, other: "FuzzStats") -> None:
         for f in attrs.fields(FuzzStats):
@@ -478,6 +486,9 @@ class FuzzStats:
              else "invariant breaks: not checked (cxlsys.invariants is not there yet)"),
             f"internal errors: {self.internal}",
             f"daemon deaths: {self.deaths}",
+            f"kernel hazards reproduced: {sum(self.hazards.values())}"
+            + (" (" + ", ".join(f"{k} {v}" for k, v in self.hazards.most_common()) + "; each ends its episode, "
+               "checked without the rules it excuses)" if self.hazards else ""),
             "reached: " + ", ".join(f"{k} {v}" for k, v in sorted(self.milestones.items())),
         ]
         return lines
@@ -1154,8 +1165,9 @@ class Runner:
         self._current = None
         warn_before = self._warns(seq)          # a show that WARNs while snapshotting: its own failure
         seq = self.sys.klog.seq
+        tainted = len(self.sys.hazards)
         err, reason, exc = self.execute(op)
-        out = Outcome(op, err, reason)
+        out = Outcome(op, err, reason, hazards=[t.hazard.name for t in self.sys.hazards[tainted:]])
         out.internal += [f"read during snapshot: {w}" for w in warn_before]
         out.internal += self._warns(seq)
         if exc:
@@ -1174,10 +1186,10 @@ class Runner:
                     out.side_effect = allowed.name
                 else:
                     out.changed = diff_snapshots(before, after)
-        if self.check_invariants is not None and self.n % self.invariants_every == 0:
+        if self.check_invariants is not None and (self.n % self.invariants_every == 0 or out.hazards):
             self.invariant_checks += 1
-            try:
-                out.invariants = list(self.check_invariants(self.sys))
+            try:     # after a kernel hazard: the rules it excuses aside
+                out.invariants = unexplained(self.sys, list(self.check_invariants(self.sys)))
             except Exception as e:
                 out.invariants = [f"check_invariants raised {e!r}"]
         return out
@@ -1235,28 +1247,60 @@ def run_episode(topology: str, seed: Any, n_ops: int, *, deep_every: int = 1, in
                 stats.record(f)
         if on_op is not None:
             on_op(out)
+        if out.hazards:         # a kernel bug reproduced: what follows is not the model's to answer for
+            break
     stats.invariant_checks += runner.invariant_checks
     stats.episodes += 1
     return stats
 
 
+def _episode(topology: str, seed: str, n: int, deep_every: int, invariants_every: int,
+             refresh_every: int) -> FuzzStats:
+    """One episode in a worker process (what :func:`fuzz` hands out with ``jobs`` > 1)."""
+    return run_episode(topology, seed, n, deep_every=deep_every, invariants_every=invariants_every,
+                       refresh_every=refresh_every)
+
+
 def fuzz(total_ops: int, *, topology: str = "cxl_test", seed: int = 0, episode_ops: int = 2000,
-         deep_every: int = 100, invariants_every: int = 1, refresh_every: int = 20,
+         deep_every: int = 100, invariants_every: int = 1, refresh_every: int = 20, jobs: int = 1,
          progress: Optional[Callable[[FuzzStats], None]] = None, progress_every: float = 10.0) -> FuzzStats:
-    """The long run: episodes of ``episode_ops`` operations (a fresh boot each) until ``total_ops``."""
+    """The long run: episodes of up to ``episode_ops`` operations (a fresh boot each; one that
+    reproduces a kernel hazard ends early) until ``total_ops``.  Episode ``k`` is seeded
+    ``"<seed>.<k>"`` whatever ``jobs`` (worker processes) says, so a failure names its episode."""
     stats = FuzzStats()
     t0 = last = time.monotonic()
     ep = 0
-    while stats.ops < total_ops:
-        n = min(episode_ops, total_ops - stats.ops)
-        run_episode(topology, f"{seed}.{ep}", n, deep_every=deep_every, invariants_every=invariants_every,
-                    refresh_every=refresh_every, stats=stats)
-        ep += 1
+
+    def tick() -> None:
+        nonlocal last
         now = time.monotonic()
         stats.seconds = now - t0
         if progress is not None and now - last >= progress_every:
             last = now
             progress(stats)
+
+    if jobs <= 1:
+        while stats.ops < total_ops:
+            run_episode(topology, f"{seed}.{ep}", min(episode_ops, total_ops - stats.ops), deep_every=deep_every,
+                        invariants_every=invariants_every, refresh_every=refresh_every, stats=stats)
+            ep += 1
+            tick()
+    else:
+        import concurrent.futures as cf
+        import multiprocessing
+        with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            running: dict = {}          # future -> operations it may still do
+            while stats.ops < total_ops or running:
+                while len(running) < 2 * jobs and stats.ops + sum(running.values()) < total_ops:
+                    n = min(episode_ops, total_ops - stats.ops - sum(running.values()))
+                    running[pool.submit(_episode, topology, f"{seed}.{ep}", n, deep_every, invariants_every,
+                                        refresh_every)] = n
+                    ep += 1
+                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                for f in done:
+                    del running[f]
+                    stats.merge(f.result())
+                tick()
     stats.seconds = time.monotonic() - t0
     return stats
 

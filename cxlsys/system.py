@@ -76,6 +76,8 @@ class System:
     profile: KernelProfile = attrs.field(factory=lambda: resolve(DEFAULT))
     # where accepted changes are journaled (cxlsys/journal.py, ``--state FILE``); None: not durable
     journal: Optional[Any] = attrs.field(default=None, repr=False)
+    # kernel hazards this state went through (cxlsys/hazards.py): bugs of Linux reproduced, like taints
+    hazards: list = attrs.field(factory=list, repr=False)
 
     # ------------------------------------------------------------------ boot
     @classmethod

@@ -47,6 +47,8 @@ def pytest_runtest_setup(item):
 def pytest_configure(config):
     config.addinivalue_line("markers", "no_invariants: do not check the model's invariants after every "
                                        "operation (tests that break the model on purpose)")
+    config.addinivalue_line("markers", "kernel_hazard: the test reproduces a kernel hazard (cxlsys.hazards) on "
+                                       "purpose: the model is checked until it happens, not after")
 
 
 # test modules whose models are too large to check after every write (large-2t: 16384 memory blocks,
@@ -66,5 +68,5 @@ def _model_invariants(request):
         yield
         return
     scope = "end" if request.node.path.name in INVARIANTS_AT_END else "every_write"
-    with invariant_checks(scope):
+    with invariant_checks(scope, allow_hazards=request.node.get_closest_marker("kernel_hazard") is not None):
         yield

@@ -14,6 +14,7 @@ import pytest
 from cxlsys.cxl import cxl as C
 from cxlsys.cxl.core.region import CxlRegion
 from cxlsys.cxl.core.region_state import ACTIVE, INTERLEAVE_ACTIVE
+from cxlsys.hazards import HAZARDS, unexplained
 from cxlsys.invariants import RULES, assert_invariants, check_invariants
 from cxlsys.kernel.resource import Resource
 from cxlsys.sysfs import Sysfs
@@ -548,9 +549,30 @@ def test_end_scope_checks_touched_systems_once_at_the_end():
 
 
 # ------------------------------------------------------------------------------ (e) what it found
-# Sequences of plain sysfs writes, each accepted as Linux 6.12 accepts it, that leave the model
-# inconsistent: the checker names the break.  Marked no_invariants (the autouse check would stop at
-# the first write that breaks it); each is a hazard for the model's owners to decide on.
+# Sequences of plain sysfs writes, each accepted as Linux 6.12 accepts it, that leave the kernel's
+# own state inconsistent.  The model reproduces them; the write that opens one notes a kernel hazard
+# (cxlsys/hazards.py: system.hazards and a kernel log line), and the checker still names what breaks
+# afterwards.  Marked kernel_hazard: the autouse check runs until the hazard, not after.
+
+def _hazards(s: System) -> list:
+    return [t.hazard.name for t in s.hazards]
+
+
+def test_every_hazard_names_rules_the_checker_has():
+    assert HAZARDS and all(h.rules and set(h.rules) <= set(RULES) for h in HAZARDS.values())
+
+
+def test_a_hazard_fails_the_autouse_check_unless_the_test_says_so():
+    """A test not marked kernel_hazard that reproduces one fails at that write, naming it."""
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    decs = _ram_decoders(s, fs, ("mem2", "mem3"), 256 << 20)
+    r = _ram_region(fs, 2, 512 << 20)
+    cxl_write(fs, f"{r}/target0", decs[0])
+    with pytest.raises(AssertionError, match=r"(?s)kernel hazard.*free-hpa-with-targets: region\d+: size 0 with 1"):
+        cxl_write(fs, f"{r}/size", 0)
+    assert _hazards(s) == ["free-hpa-with-targets"]
+    assert "cxlsys: kernel hazard free-hpa-with-targets" in "\n".join(s.klog.lines())
 
 def _ram_decoders(s: System, fs: Sysfs, mds, size: int) -> list:
     decs = [_free_decoder(s, m) for m in mds]
@@ -569,7 +591,7 @@ def _ram_region(fs: Sysfs, ways: int, size: int) -> str:
     return r
 
 
-@pytest.mark.no_invariants
+@pytest.mark.kernel_hazard
 def test_found_hpa_freed_under_an_attached_target_commits_a_stale_decoder():
     """size 0 frees the HPA below ACTIVE even with a target attached (free_hpa()); a new, larger
     size and the last target make the region ACTIVE: the early target keeps the old range and its
@@ -581,15 +603,17 @@ def test_found_hpa_freed_under_an_attached_target_commits_a_stale_decoder():
     cxl_write(fs, f"{r}/target1", small)
     consistent(s)
     cxl_write(fs, f"{r}/size", 0)
+    assert _hazards(s) == ["free-hpa-with-targets"]
     cxl_write(fs, f"{r}/size", hex(1 << 30))
     cxl_write(fs, f"{r}/target0", big)
     cxl_write(fs, f"{r}/commit", 1)
     out = check_invariants(s)
     assert any(line.startswith(f"{small}: region.target: ") for line in out), out
     assert any(line.startswith(f"{small}: region.commit: committed for ") for line in out), out
+    assert unexplained(s, out) == []                # what breaks is what the hazard names
 
 
-@pytest.mark.no_invariants
+@pytest.mark.kernel_hazard
 def test_found_interleave_ways_shrunk_under_attached_targets_leaves_dangling_decoders():
     """interleave_ways is writable while IDLE, targets attached or not: positions 2 and 3 end up
     beyond the ways, and deleting the region detaches only positions below the ways
@@ -601,19 +625,62 @@ def test_found_interleave_ways_shrunk_under_attached_targets_leaves_dangling_dec
     cxl_write(fs, f"{r}/target2", decs[2])
     cxl_write(fs, f"{r}/target3", decs[3])
     cxl_write(fs, f"{r}/size", 0)
+    assert _hazards(s) == ["free-hpa-with-targets"]
     cxl_write(fs, f"{r}/interleave_ways", 2)
     assert check_invariants(s) == [f"{r}: region.targets: targets at positions [2, 3], beyond interleave_ways 2"]
     cxl_write(fs, "decoder0.1/delete_region", r)
     out = check_invariants(s)
     assert f"{decs[2]}: region.refs: in {r}, which is not registered" in out, out
+    assert unexplained(s, out) == []
     assert_refused(fs, f"bus/cxl/devices/{decs[2]}/dpa_size", "0", errno.EBUSY)     # stuck for good
 
 
-@pytest.mark.no_invariants
-def test_found_mapping_added_to_a_kmem_device_escapes_kmem():
+@pytest.mark.kernel_hazard
+def test_found_detaching_a_firmware_committed_target_of_an_incomplete_auto_region():
+    """With autoprobe off, probing one memdev then the root assembles cxl_test's auto region with one
+    of its two targets (INTERLEAVE_ACTIVE).  Detaching it does no decode reset (only a region above
+    ACTIVE gets one): the decoder stays enabled with firmware's programming while its HPA range is
+    cleared -- 6.12's cxl_region_detach()."""
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    write_text(fs, "bus/platform/drivers_autoprobe", 0)
+    s.modprobe(["-r", "cxl_test"])
+    s.modprobe(["cxl_test"])
+    write_text(fs, "bus/platform/drivers_probe", "cxl_mem.0")
+    write_text(fs, "bus/platform/drivers_probe", "cxl_acpi.0")
+    auto = [r for r in s.cxl_bus.devices if isinstance(r, CxlRegion)]
+    assert len(auto) == 1 and auto[0].nr_targets == 1 and auto[0].state == INTERLEAVE_ACTIVE
+    r, dec = auto[0], next(t for t in auto[0].targets if t is not None)
+    assert check_invariants(s) == [] and not s.hazards
+    cxl_write(fs, f"{r.name}/target{dec.pos}", "")
+    assert _hazards(s) == ["detach-enabled-decoder"]
+    assert read_value(fs, f"bus/cxl/devices/{dec.name}/size") == "0x0"
+    out = check_invariants(s)
+    assert any(line.startswith(f"{dec.name}: commit.regs: ") for line in out), out
+    assert unexplained(s, out) == []
+
+
+@pytest.mark.kernel_hazard
+def test_after_a_hazard_the_rules_it_does_not_excuse_are_still_checked():
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    decs = _ram_decoders(s, fs, ("mem2",), 256 << 20)
+    r = _ram_region(fs, 2, 512 << 20)
+    cxl_write(fs, f"{r}/target0", decs[0])
+    cxl_write(fs, f"{r}/size", 0)
+    assert _hazards(s) == ["free-hpa-with-targets"]
+    s.memregion_ida.used.add(77)                    # ids.memregion: no hazard excuses it
+    with pytest.raises(AssertionError, match=r"ids\.memregion"):
+        cxl_write(fs, "decoder9.0/mode", "pmem")
+    assert [line.split(": ")[1] for line in unexplained(s, check_invariants(s))] == ["ids.memregion"]
+    s.memregion_ida.used.discard(77)
+
+
+def test_mapping_added_to_a_kmem_device_stays_out_of_kmem_and_unbind_frees_the_group():
     """dax ``mapping`` has no bound check (as in the kernel): a range added while kmem holds the
-    device is not kmem's; unbinding then keeps kmem's memory group registered for nobody (6.12's
-    "every range removed" test fails)."""
+    device is never hotplugged, kmem keeps the ranges it took at probe.  6.12's unbind loops to the
+    device's nr_range: the late range has nothing to remove and counts as removed (the kernel then
+    reads data->res[] past its end: said in the log), so the memory group goes."""
     s = System.boot("cxl_test")
     fs = Sysfs(s)
     _, dax = provision_ram_region(fs)
@@ -621,9 +688,82 @@ def test_found_mapping_added_to_a_kmem_device_escapes_kmem():
     write_text(fs, f"{KMEM}/unbind", dax)
     write_text(fs, f"{d}/size", 512 << 20)
     write_text(fs, f"{KMEM}/bind", dax)
+    groups = dict(s.memory.groups)
+    blocks = sum(1 for b in s.memory.blocks.values() if b.owner is dev(s, dax))
     start = dev(s, dax).ranges[0][0] + (512 << 20)
     write_text(fs, f"{d}/mapping", f"{start:x}-{start + (128 << 20) - 1:x}")
-    assert check_invariants(s) == [f"{dax}: mem.kmem: 1 hotplug ranges for 2 dax ranges"]
+    assert len(dev(s, dax).ranges) == 2 and len(dev(s, dax).drvdata.ranges) == 1
+    assert sum(1 for b in s.memory.blocks.values() if b.owner is dev(s, dax)) == blocks   # nothing hotplugged
+    assert check_invariants(s) == []
+    for b in [b for b in s.memory.blocks.values() if b.owner is dev(s, dax)]:
+        write_text(fs, f"devices/system/memory/memory{b.phys_index}/online", 0)
     write_text(fs, f"{KMEM}/unbind", dax)
+    assert "1 range(s) mapped after probe were never hotplugged" in "\n".join(s.klog.lines())
+    assert len(s.memory.groups) == len(groups) - 1 and not s.hazards
+    assert check_invariants(s) == []
+
+
+def test_a_range_smaller_than_a_memory_block_leaks_the_kmem_group_on_6_12():
+    """A 2 MiB ``mapping`` next to a 128 MiB range: kmem hotplugs the first and skips the second
+    (dax_kmem_range() finds no whole memory block).  6.12's unbind counts only removed ranges
+    against nr_range, so the memory group stays registered with no blocks until reboot: leaked,
+    said in the log, and consistent; v7.3 frees it."""
+    for kernel, leaks in (("6.12", True), ("7.3", False)):
+        s = System.boot("cxl_test", kernel=kernel)
+        fs = Sysfs(s)
+        d = "bus/dax/devices/dax0.0"
+        write_text(fs, f"{KMEM}/unbind", "dax0.0")
+        write_text(fs, f"{d}/size", 128 << 20)
+        end = dev(s, "dax0.0").ranges[0][0] + (128 << 20)
+        write_text(fs, f"{d}/mapping", f"{end:x}-{end + (2 << 20) - 1:x}")
+        write_text(fs, f"{KMEM}/bind", "dax0.0")
+        groups = set(s.memory.groups)
+        write_text(fs, f"{KMEM}/unbind", "dax0.0")
+        left = [g for g in s.memory.groups.values() if g.id in groups]
+        assert [g.leaked for g in left] == ([True] if leaks else []), kernel
+        assert ("left registered" in "\n".join(s.klog.lines())) == leaks
+        assert check_invariants(s) == [] and not s.hazards
+
+
+@pytest.mark.kernel_hazard
+def test_found_a_reprobed_auto_decoder_builds_a_region_over_a_manual_one():
+    """cxl_test's mock commits the auto region's endpoint decoder on every probe.  Delete the auto
+    region, make a larger manual one at the same base, re-probe cxl_mem.0: no region has exactly
+    firmware's range, so construct_region() builds one and insert_resource() nests it -- two
+    regions on the same HPA."""
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    cxl_write(fs, "decoder0.0/delete_region", "region0")
+    r = cxl_read(fs, "decoder0.0/create_ram_region")
+    cxl_write(fs, "decoder0.0/create_ram_region", r)
+    cxl_write(fs, f"{r}/interleave_granularity", 4096)
+    cxl_write(fs, f"{r}/interleave_ways", 1)
+    cxl_write(fs, f"{r}/size", hex(1 << 30))
+    write_text(fs, "bus/platform/drivers/cxl_mock_mem/unbind", "cxl_mem.0")
+    assert not s.hazards
+    write_text(fs, "bus/platform/drivers_probe", "cxl_mem.0")
+    assert _hazards(s) == ["auto-region-overlaps"]
     out = check_invariants(s)
-    assert len(out) == 1 and out[0].endswith(": mem.group: registered on node 0, held by no driver, no blocks"), out
+    assert any(f"{r}: hpa.disjoint: " in line for line in out), out
+    assert unexplained(s, out) == []
+
+
+@pytest.mark.kernel_hazard
+def test_found_rebinding_an_auto_regions_endpoint_port_records_its_decoder_over_another():
+    """Unbinding the endpoint port of the auto region's position-0 decoder detaches it (the region
+    is decommitted: position 0 empty, one target left at position 1).  Binding the port again re-finds
+    firmware's commit and cxl_region_attach_auto() records it at position nr_targets = 1, over the
+    other target."""
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    region = next(r for r in s.cxl_bus.devices if isinstance(r, CxlRegion))
+    first, second = region.targets[0], region.targets[1]
+    port = first.parent.name
+    write_text(fs, "bus/cxl/drivers/cxl_port/unbind", port)
+    assert region.targets[:2] == [None, second] and check_invariants(s) == []
+    write_text(fs, "bus/cxl/drivers/cxl_port/bind", port)
+    assert _hazards(s) == ["auto-attach-overwrites"]
+    assert region.targets[1].name == first.name and second.region is region     # the overwritten one still points
+    out = check_invariants(s)
+    assert any(line.startswith(f"{region.name}: region.targets: ") for line in out), out
+    assert unexplained(s, out) == []

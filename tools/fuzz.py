@@ -2,13 +2,16 @@
 writable file of the model, with the properties of :mod:`cxlsys.fuzz` checked after every
 operation; prints operations/s while it runs and a summary at the end.
 
-    .venv/bin/python -m tools.fuzz --ops 1000000 [--topology cxl_test] [--seed N] [--mount]
+    .venv/bin/python -m tools.fuzz --ops 1000000 [--topology cxl_test] [--seed N] [--jobs N] [--mount]
 
 In-process (the default): episodes of ``--episode`` operations, each on a freshly booted model
-with a fake clock, so an episode is a function of ``(topology, seed, episode index)``.  A refusal
-is compared against the deep snapshot (the whole tree, every readable value, /proc) before every
+with a fake clock, so an episode is a function of ``(topology, seed, episode index)`` (``--jobs``
+worker processes run episodes side by side; the result is the same).  A refusal is compared
+against the deep snapshot (the whole tree, every readable value, /proc) before every
 ``--deep-every``-th operation and against the local snapshot (the written file's directory and
-its parent) otherwise; ``check_invariants`` runs every ``--invariants-every`` operations.
+its parent) otherwise; ``check_invariants`` runs every ``--invariants-every`` operations.  An
+operation that reproduces a kernel hazard (:mod:`cxlsys.hazards`) is counted apart and ends its
+episode.
 
 ``--mount``: the same generator through a real mount — ``cxlsys run`` serves the topology and,
 inside it, every operation is an ``os.write`` on ``/sys`` and is applied to an in-process mirror
@@ -68,10 +71,11 @@ def _show_failures(stats: FuzzStats, args) -> None:
 
 
 def run_in_process(args) -> int:
-    print(f"fuzz: {args.ops} operations on {args.topology}, seed {args.seed}, episodes of {args.episode}, "
+    print(f"fuzz: {args.ops} operations on {args.topology}, seed {args.seed}, episodes of {args.episode}"
+          f"{f' in {args.jobs} processes' if args.jobs > 1 else ''}, "
           f"deep snapshot every {args.deep_every}, invariants every {args.invariants_every}", flush=True)
     stats = fuzz.fuzz(args.ops, topology=args.topology, seed=args.seed, episode_ops=args.episode,
-                      deep_every=args.deep_every, invariants_every=args.invariants_every,
+                      deep_every=args.deep_every, invariants_every=args.invariants_every, jobs=args.jobs,
                       progress=_progress, progress_every=args.progress)
     print("\n".join(stats.summary(invariants_every=args.invariants_every, deep_every=args.deep_every)))
     _show_failures(stats, args)
@@ -149,6 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mount", action="store_true", help="through a real mount (cxlsys run; needs root, fuse)")
     ap.add_argument("--episode", type=int, default=2000, help="operations per boot (default 2000)")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes running episodes (default 1)")
     ap.add_argument("--deep-every", type=int, default=100,
                     help="deep snapshot before every k-th operation (default 100; 1: every one)")
     ap.add_argument("--invariants-every", type=int, default=1, help="check_invariants every k ops (default 1)")

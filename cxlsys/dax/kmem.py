@@ -263,10 +263,26 @@ class KmemDriver(DaxDriver):
         removed, stuck = remove_reserved_ranges(dd, data.ranges, leak)
         if stuck and sys.profile.kmem_state:
             sys.klog.log(f"kmem {dd.name}: Hotplug regions stuck online until reboot", "err")
-        # v7.3: the group goes once nothing is stuck; before, once every range (aligned or not) was
-        # removed in this call ("success >= dev_dax->nr_range")
+        # v7.3: the group goes once nothing is stuck.  6.12 loops to the device's nr_range and frees
+        # it only when every range was removed in this call ("success >= dev_dax->nr_range"):
+        # - a range `mapping` added while bound (mapping_store() has no bound check) was never
+        #   hotplugged; when it holds a whole memory block remove_memory() finds nothing there and
+        #   counts it, and the kernel then reads data->res[] past the probe-time array: said here;
+        # - a range too small for one memory block (dax_kmem_range() fails) is skipped, never
+        #   counted: with nothing stuck the group then leaks, registered with no blocks until reboot.
+        if not sys.profile.kmem_state:
+            bs = mem.policy.block_size
+            late = [r for r in dax_kmem_ranges(dd, bs)[len(data.ranges):] if r is not None]
+            if late:
+                sys.klog.log(f"kmem {dd.name}: {len(late)} range(s) mapped after probe were never hotplugged; "
+                             "6.12 reads data->res[] past its end removing them", "warn")
+                removed += len(late)
         if (not stuck) if sys.profile.kmem_state else removed >= len(dd.ranges):
             mem.unregister_group(data.group)
             assert mem.tiers is not None   # as in dax_probe()
             mem.tiers.clear_node_memory_type(dd.target_node)
+        elif not stuck:
+            data.group.leaked = True
+            sys.klog.log(f"kmem {dd.name}: memory group {data.group.id} left registered: {len(dd.ranges) - removed} "
+                         "range(s) smaller than a memory block count as not removed (6.12)", "warn")
         dd.drvdata = None

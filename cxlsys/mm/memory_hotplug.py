@@ -105,6 +105,7 @@ class MemoryGroup:
     present_kernel_pages: int = 0
     present_movable_pages: int = 0
     blocks: int = 0
+    leaked: bool = False    # its driver let go of it without memory_group_unregister(): there until reboot
 
 
 @attrs.define(eq=False)

@@ -40,6 +40,7 @@ from cxlsys.cxl.core.region_hpa import alloc_hpa, free_hpa
 from cxlsys.cxl.core.region_state import ACTIVE, COMMIT, IDLE, INTERLEAVE_ACTIVE, MAX_TARGETS, STATE_NAMES
 from cxlsys.dax.cxl import devm_cxl_add_dax_region
 from cxlsys.errors import KernelError
+from cxlsys.hazards import note_hazard
 from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtouint, kstrtoull, strip_newline, uuid_is_valid, vsscanf
 
 # ------------------------------------------------------------------ attribute groups
@@ -261,7 +262,7 @@ def target_store(cxlr: CxlRegion, n: int, buf: str) -> None:
     if name == "":
         if n >= cxlr.interleave_ways:
             raise KernelError(errno.ENXIO, f"{cxlr.name}: target{n} beyond interleave_ways")
-        cxl_region_detach(cxlr, n)
+        cxl_region_detach(cxlr, n, by_user=True)
         return
     dev = cxlr.sys.cxl_bus.find_device(name)
     if dev is None:
@@ -324,10 +325,10 @@ def delete_region_store(root: CxlRootDecoder, buf: str) -> None:
     if not isinstance(cxlr, CxlRegion):
         raise KernelError(errno.ENODEV, f"{root.name}: delete_region: no region {name!r} under this decoder")
     root.port.devm_remove_action(f"region:{cxlr.name}")
-    unregister_region(cxlr)
+    unregister_region(cxlr, by_user=True)
 
 
-def unregister_region(cxlr: CxlRegion) -> None:
+def unregister_region(cxlr: CxlRegion, *, by_user: bool = False) -> None:
     if not cxlr.registered:
         return
     root = cxlr.root
@@ -336,7 +337,7 @@ def unregister_region(cxlr: CxlRegion) -> None:
         cxlr.driver.release(cxlr)
     for i in range(cxlr.interleave_ways):
         if cxlr.targets[i] is not None:
-            cxl_region_detach(cxlr, i)
+            cxl_region_detach(cxlr, i, by_user=by_user)
     if cxlr.hpa_start is not None:
         cxlr.hpa_start, cxlr.hpa_size = None, 0
     # memregion id: hand the lower id back to the root decoder
@@ -365,6 +366,13 @@ def cxl_add_to_region(cxled: CxlEndpointDecoder) -> None:
             cxlr = r
             break
     if cxlr is None:
+        lo, hi = cxled.hpa_start, cxled.hpa_start + cxled.hpa_size
+        over = [r for r in root.children.values() if isinstance(r, CxlRegion) and r.hpa_start is not None
+                and r.hpa_start < hi and lo < r.hpa_start + r.hpa_size]
+        if over:
+            note_hazard(sys, "auto-region-overlaps",
+                        f"{cxled.name}: firmware's {lo:#x}-{hi - 1:#x} overlaps {', '.join(r.name for r in over)}",
+                        cxled, *over)
         cxlr = devm_create_region(root, root.next_region_id, cxled.mode, auto=True)
         cxlr.interleave_ways = cxled.interleave_ways
         cxlr.interleave_granularity = cxled.interleave_granularity

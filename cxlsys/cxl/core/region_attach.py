@@ -24,6 +24,7 @@ from cxlsys.cxl.core.port import CxlDecoder, CxlEndpointDecoder, CxlPort, CxlRoo
 from cxlsys.cxl.core.region_commit import region_decommit
 from cxlsys.cxl.core.region_state import ACTIVE, INTERLEAVE_ACTIVE, STATE_NAMES
 from cxlsys.errors import KernelError
+from cxlsys.hazards import note_hazard
 
 if TYPE_CHECKING:  # pragma: no cover - forward declaration (region.py sits above this file)
     from cxlsys.cxl.core.region import CxlRegion
@@ -236,7 +237,12 @@ def cxl_region_attach(cxlr: CxlRegion, cxled: CxlEndpointDecoder, pos: int, auto
         cxled.region = None
         raise
     if auto:
-        pos = cxlr.nr_targets
+        pos = cxlr.nr_targets       # cxl_region_attach_auto(): "temporarily" at the next count
+        held = cxlr.targets[pos]
+        if held is not None and held is not cxled:
+            note_hazard(cxlr.sys, "auto-attach-overwrites",
+                        f"{cxlr.name}: {cxled.name} recorded at target{pos} over {held.name} ({cxlr.nr_targets} of "
+                        f"{cxlr.interleave_ways} targets, a lower position empty)", cxlr, cxled, held)
     cxlr.targets[pos] = cxled
     cxled.pos = pos
     cxlr.nr_targets += 1
@@ -252,11 +258,16 @@ def cxl_region_attach(cxlr: CxlRegion, cxled: CxlEndpointDecoder, pos: int, auto
     cxled.hpa_start, cxled.hpa_size = cxlr.hpa_start, cxlr.hpa_size
 
 
-def cxl_region_detach(cxlr: CxlRegion, pos: int) -> None:
-    """Detach the target at ``pos`` (detach_target()): decommit a committed region first."""
+def cxl_region_detach(cxlr: CxlRegion, pos: int, *, by_user: bool = False) -> None:
+    """Detach the target at ``pos`` (detach_target()): decommit a committed region first.
+    ``by_user``: a ``targetN`` or ``delete_region`` store, where the decoder stays registered."""
     cxled = cxlr.targets[pos]
     if cxled is None:
         return
+    if by_user and cxlr.state <= ACTIVE and cxled.flags & C.CXL_DECODER_F_ENABLE:
+        note_hazard(cxlr.sys, "detach-enabled-decoder",
+                    f"{cxlr.name}: {cxled.name} detached from a region that is {STATE_NAMES[cxlr.state]} while "
+                    "firmware's commit of it stands", cxlr, cxled)
     if cxlr.state > ACTIVE:
         region_decommit(cxlr)
     for port in ep_path(cxled):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from cxlsys.cxl import cxl as C
 from cxlsys.cxl.core.region_state import IDLE, INTERLEAVE_ACTIVE, is_cxl_region
 from cxlsys.errors import KernelError
+from cxlsys.hazards import note_hazard
 
 if TYPE_CHECKING:  # pragma: no cover - forward declaration (region.py sits above this file)
     from cxlsys.cxl.core.region import CxlRegion
@@ -39,6 +40,10 @@ def alloc_hpa(cxlr: CxlRegion, size: int, start: int | None = None) -> None:
 
 
 def free_hpa(cxlr: CxlRegion) -> None:
-    """Give the region's HPA back (``size`` = 0)."""
+    """Give the region's HPA back (``size`` = 0).  As in 6.12 even with targets attached: a hazard."""
+    if cxlr.nr_targets:
+        note_hazard(cxlr.sys, "free-hpa-with-targets",
+                    f"{cxlr.name}: size 0 with {cxlr.nr_targets} target(s) attached", cxlr,
+                    *(t for t in cxlr.targets if t is not None))
     cxlr.hpa_start, cxlr.hpa_size = None, 0
     cxlr.state = IDLE
