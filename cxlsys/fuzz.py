@@ -68,6 +68,7 @@ from cxlsys.hazards import unexplained
 from cxlsys.kernel.timer import FakeClock
 from cxlsys.sysfs import S_FILE, Sysfs
 from cxlsys.system import System
+from cxlsys.tracefs import volatile
 
 __all__ = [
     "HOSTILE",
@@ -222,15 +223,7 @@ def _sizes() -> list:
 
 # ------------------------------------------------------------------------------ snapshots
 
-_VOLATILE_NAMES = frozenset({"trace", "trace_pipe", "trace_pipe_raw", "stats", "saved_cmdlines"})
 PROC_FILES = (".cxlsys/proc/meminfo", ".cxlsys/proc/iomem")
-
-
-def volatile(path: str) -> bool:
-    """A file whose reading is not state: the tracefs buffers and their readers, timestamps."""
-    if not (path.startswith("kernel/tracing/") or path.startswith("kernel/debug/tracing/")):
-        return False
-    return path.rpartition("/")[2] in _VOLATILE_NAMES
 
 
 def _read(fs: Sysfs, path: str) -> Any:

@@ -45,6 +45,19 @@ TRACEFS_DIR_MODE = 0o750         # tracefs_create_dir()
 EVENTFS_DIR_MODE = 0o755         # eventfs directories
 
 
+# tracefs files whose reading is not state: the buffers and their readers (a read consumes or a
+# refusal may append), per-CPU stats with timestamps
+_VOLATILE_NAMES = frozenset({"trace", "trace_pipe", "trace_pipe_raw", "stats", "saved_cmdlines"})
+
+
+def volatile(path: str) -> bool:
+    """A file whose reading is not state (a path below /sys): the tracefs buffers and their
+    readers, timestamps.  Snapshots and the fuzzer's comparisons leave their values out."""
+    if not (path.startswith("kernel/tracing/") or path.startswith("kernel/debug/tracing/")):
+        return False
+    return path.rpartition("/")[2] in _VOLATILE_NAMES
+
+
 def _write_stub(buf: str) -> None:
     """tracing_write_stub(): ``trace`` accepts writes and ignores them; the clear is the open's
     O_TRUNC (:class:`TraceFile` ``truncate``)."""

@@ -10,6 +10,8 @@ ioctl runs, the daemon asks the caller for the process memory it touches —
 with ``{"rc": 0, "ret": N}`` or ``{"rc": 1, "errno": E}``.  The caller is the ``cxlsys run``
 interposer (:mod:`cxlsys.cli.interpose`), which reads and writes the traced process.
 ``{"cmd": "chardev", "dev": "cxl/mem0"}`` -> ``{"rc": 0, "devt": [major, minor]}`` (rc 1 if gone).
+``{"cmd": "snapshot", "dir": "/abs/dir", "root": ""}`` writes the tree as plain files there
+(:func:`cxlsys.snapshot.write_snapshot`, one state under the lock) -> ``{"rc": 0, "out": summary}``.
 
 ``{"cmd": "mm", "fn": "alloc_candidates"|"set_mempolicy", "args": [...], "kwargs": {...}}`` calls the
 allocation oracle (``system.mm``, :func:`cxlsys.kernel_api.mm_call`): ``{"rc": 0, "out": <the result
@@ -29,6 +31,7 @@ import time
 
 from cxlsys.errors import KernelError
 from cxlsys.kernel_api import MM_FUNCTIONS, mm_call
+from cxlsys.snapshot import write_snapshot
 from cxlsys.sysfs import Sysfs
 from cxlsys.treedump import SKIP, dump_model
 from fuse_mount.client import recv_line, task_comm
@@ -180,6 +183,12 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
     if cmd == "chardev":
         devt = Sysfs(system).char_devices().get(str(req.get("dev")))
         return {"rc": 0, "devt": list(devt)} if devt else {"rc": 1, "devt": None}
+    if cmd == "snapshot":
+        try:
+            st = write_snapshot(Sysfs(system), str(req.get("dir")), str(req.get("root") or ""))
+        except OSError as e:
+            return {"rc": 1, "out": "", "err": f"cxlsys snapshot: {e}\n"}
+        return {"rc": 0, "out": st.summary() + "\n", "err": ""}
     if cmd == "ping":
         return {"rc": 0, "out": "pong\n", "err": ""}
     return {"rc": 2, "out": "", "err": f"cxlsys: unknown control command {cmd!r}\n"}

@@ -8,15 +8,19 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 
 from cxlsys.cli import mounts, nsrun
 from cxlsys.cli.show import print_tree
 from cxlsys.errors import KernelError
 from cxlsys.journal import Journal, JournalError
+from cxlsys.kstrto import parse_size
 from cxlsys.profile import ProfileError, known_specs
+from cxlsys.snapshot import write_snapshot
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
-from cxlsys.topology import FIXTURES, TopologyError, load_topology
+from cxlsys.topology import FIXTURES, TopologyError, load_topology, parse_topology
+from cxlsys.topology.generate import GenerateError, GenSpec, generate
 from cxlsys.treedump import GOLDEN_ROOTS, dump_model
 from fuse_mount.client import request
 
@@ -169,6 +173,58 @@ def cmd_dmesg(args) -> int:
     return rep["rc"]
 
 
+def cmd_snapshot(args) -> int:
+    """The tree as plain files (cxlsys/snapshot.py): from a running daemon (``--from MOUNTPOINT``,
+    or the ``cxlsys run`` this runs inside), else from a model booted here."""
+    dest = os.path.abspath(args.dir)
+    ctl = control_path(args.source) if args.source else os.environ.get("CXLSYS_CONTROL")
+    if ctl:
+        try:
+            rep = request(ctl, {"cmd": "snapshot", "dir": dest, "root": args.root or ""})
+        except OSError as e:
+            sys.stderr.write(f"cxlsys snapshot: no cxlsys answers at {ctl} ({e.strerror or e})\n")
+            return 1
+        sys.stdout.write(rep["out"])
+        sys.stderr.write(rep["err"])
+        return rep["rc"]
+    try:
+        st = write_snapshot(Sysfs(_system(args)), dest, args.root or "")
+    except OSError as e:
+        sys.stderr.write(f"cxlsys snapshot: {e}\n")
+        return 1
+    print(st.summary())
+    return 0
+
+
+def _bytes(opt: str, text: str) -> int:
+    try:
+        return parse_size(text)
+    except (TypeError, ValueError):
+        sys.stderr.write(f"cxlsys generate: --{opt}: {text!r} is not a size (e.g. 256M, 8G, 1T)\n")
+        raise SystemExit(2)
+
+
+def cmd_generate(args) -> int:
+    """A topology file for scale (cxlsys/topology/generate.py), checked by loading it."""
+    spec = GenSpec(host_bridges=args.host_bridges, root_ports=args.root_ports, switch_ports=args.switch_ports,
+                   memdevs=args.memdevs, ram=_bytes("ram", args.ram), pmem=_bytes("pmem", args.pmem),
+                   block_size=_bytes("block-size", args.block_size), interleave=args.interleave,
+                   auto_region=args.auto_region, name=args.name or "")
+    try:
+        text = generate(spec)
+        t = parse_topology(tomllib.loads(text), args.output or "<generated>")
+    except (GenerateError, TopologyError) as e:
+        sys.stderr.write(f"cxlsys generate: {e}\n")
+        return 2
+    if args.output and args.output != "-":
+        with open(args.output, "w") as f:
+            f.write(text)
+        sys.stderr.write(f"cxlsys generate: {args.output}: {t.description}\n")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_tree(args) -> int:
     print_tree(_system(args))
     return 0
@@ -239,6 +295,29 @@ def main(argv=None) -> int:
     p = sub.add_parser("dmesg", help="print the model's kernel log")
     p.add_argument("mountpoint", nargs="?")
     p.set_defaults(fn=cmd_dmesg)
+    p = sub.add_parser("snapshot", help="write the tree as plain files, dirs and relative links into DIR")
+    topo(p)
+    durable(p)
+    p.add_argument("--from", dest="source", metavar="MOUNTPOINT",
+                   help="copy what a running mount serves (default inside 'cxlsys run': that one)")
+    p.add_argument("--root", help="only this path below /sys (e.g. bus/cxl)")
+    p.add_argument("dir")
+    p.set_defaults(fn=cmd_snapshot)
+    p = sub.add_parser("generate", help="write a topology for scale: host bridges x root ports x switches x memdevs")
+    p.add_argument("--host-bridges", type=int, default=1, help="CXL host bridges, one PCI domain each (default 1)")
+    p.add_argument("--root-ports", type=int, default=2, help="root ports per host bridge (default 2)")
+    p.add_argument("--switch-ports", type=int, default=0,
+                   help="a switch below every root port with this many downstream ports (default 0: no switches)")
+    p.add_argument("--memdevs", type=int, help="at most this many memdevs (default: one on every leaf port)")
+    p.add_argument("--ram", default="256M", help="volatile capacity per memdev (default 256M)")
+    p.add_argument("--pmem", default="0", help="persistent capacity per memdev (default 0)")
+    p.add_argument("--block-size", default="128M", help="memory block size (default 128M)")
+    p.add_argument("--interleave", action="store_true", help="also a ram window over all host bridges")
+    p.add_argument("--auto-region", type=int, default=0, metavar="WAYS",
+                   help="firmware commits a ram region over host bridge 0's first WAYS memdevs")
+    p.add_argument("--name", help="the topology's name (default: from its shape)")
+    p.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    p.set_defaults(fn=cmd_generate)
     p = sub.add_parser("tree", help="print the CXL topology as a tree")
     topo(p)
     p.set_defaults(fn=cmd_tree)
