@@ -123,7 +123,8 @@ def generate(spec: GenSpec) -> str:
             up = f"{dom}:{bus:02x}:00.0"
             bus += 1
             inner = bus
-            ds, kids = [], []
+            ds: list[str] = []
+            kids: list[tuple[str, str]] = []
             for d in range(s.switch_ports):
                 if left - len(kids) <= 0:
                     break
