@@ -124,7 +124,9 @@ class Machine:
         return self._port_ids[name]
 
     def _program_firmware(self) -> None:
-        """Decoders committed by firmware for each auto region, at every level of the path."""
+        """Decoders committed by firmware for each auto region, at every level of the path: decoder
+        ``ar.decoder`` of each member, the next decoder of each switch and host bridge on the way (the
+        auto regions through a port take its decoders 0, 1, ... in file order, as BIOS commits them)."""
         t = self.topo
         for ar in t.active(t.auto_regions, self.params):
             wcfg = t.windows[ar.window]
@@ -161,7 +163,8 @@ class Machine:
                 iw = len(levels[u])
                 ig = pig * piw
                 ig_of[u] = (ig, iw)
-                self.hdm_caps[u].firmware[ar.decoder] = HdmRegs(
+                fw = self.hdm_caps[u].firmware     # a switch or host bridge: its next decoder, in file order
+                fw[len(fw)] = HdmRegs(
                     base=start, size=ar.size, ways=iw, granularity=ig, committed=True,
                     targets=tuple(self._port_id(d) for d in levels[u]))
             for m in ar.members:

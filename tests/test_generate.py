@@ -11,6 +11,7 @@ import pytest
 from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.cxl.core.port import CxlPort, CxlRootDecoder
 from cxlsys.cxl.core.region import CxlRegion
+from cxlsys.cxl.core.region_state import COMMIT
 from cxlsys.invariants import check_invariants
 from cxlsys.system import System
 from cxlsys.topology import parse_topology
@@ -35,7 +36,10 @@ def _count(s: System, cls) -> int:
     (GenSpec(host_bridges=4, root_ports=1, interleave=True, pmem=G), 4, 0, 1 + 4 * 2, 0),
     (GenSpec(host_bridges=3, root_ports=4, switch_ports=8, memdevs=37), 37, 5, 2, 0),    # 32 + 5: 2 used
     (GenSpec(root_ports=8, auto_region=8, ram=2 * G), 8, 0, 1, 1),
-], ids=["default", "switches+auto4", "interleave+pmem", "capped", "hb-x8-auto"])
+    (GenSpec(host_bridges=2, root_ports=2, switch_ports=4, auto_region=2, auto_regions="every"), 16, 4, 2, 8),
+    (GenSpec(host_bridges=2, root_ports=4, auto_region=2, auto_regions="every", interleave=True), 8, 0, 3, 4),
+], ids=["default", "switches+auto4", "interleave+pmem", "capped", "hb-x8-auto", "every-below-switches",
+        "every-across-root-ports"])
 def test_generated_topologies_boot_as_specified(spec, memdevs, switches, windows, regions, tmp_path):
     s = _boot(spec, tmp_path)
     assert _count(s, CxlMemdev) == memdevs
@@ -45,20 +49,23 @@ def test_generated_topologies_boot_as_specified(spec, memdevs, switches, windows
     assert _count(s, CxlRootDecoder) == windows
     live = [r for r in s.cxl_bus.devices if isinstance(r, CxlRegion)]
     assert len(live) == regions
-    if regions:
-        (r,) = live
+    for r in live:
         assert r.nr_targets == spec.auto_region and r.hpa_size == spec.auto_region * spec.ram
-        assert r.driver is not None                     # assembled at boot and bound, as BIOS left it
+        assert r.state == COMMIT and r.driver is not None      # assembled at boot and bound, as BIOS left it
+    assert len(s.memory.blocks) == regions * spec.auto_region * spec.ram // spec.block_size   # kmem added them
     assert check_invariants(s) == []
 
 
-def test_scale_1024_memdevs_and_64k_blocks_of_windows(tmp_path):
-    spec = GenSpec(host_bridges=8, root_ports=2, switch_ports=64, ram=8 * G)
+def test_scale_1024_memdevs_all_memory_in_regions_65536_blocks():
+    """The scale the benchmarks use: 1 024 memdevs below 16 switches, 128 firmware regions of 8 ways
+    (each host bridge commits 16 decoders, each switch 8), whose kmem devices add 65 536 blocks."""
+    spec = GenSpec(host_bridges=8, root_ports=2, switch_ports=64, ram=8 * G, auto_region=8, auto_regions="every")
     t = parse_topology(tomllib.loads(generate(spec)), "gen")
-    assert len(t.memdevs) == 1024 and len(t.switches) == 16
+    assert len(t.memdevs) == 1024 and len(t.switches) == 16 and len(t.auto_regions) == 128
     assert sum(w.size for w in t.windows) // (128 << 20) == 65536
     s = System.boot(t)
-    assert _count(s, CxlMemdev) == 1024 and check_invariants(s) == []
+    assert _count(s, CxlMemdev) == 1024 and len(s.memory.blocks) == 65536
+    assert check_invariants(s) == []
 
 
 @pytest.mark.parametrize("spec, opt", [

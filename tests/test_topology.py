@@ -10,6 +10,8 @@ import pytest
 
 from cxlsys.cxl.core.memdev import CxlMemdev
 from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlRootDecoder
+from cxlsys.cxl.core.region import CxlRegion
+from cxlsys.cxl.core.region_state import COMMIT
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
 from cxlsys.testing import devices, ports
@@ -166,6 +168,27 @@ def _platform_memdev(t):
     return t
 
 
+def _second_auto_region_through_a_one_decoder_host_bridge(t):
+    """Each auto region through a host bridge commits its next decoder: a second one needs two."""
+    t["host_bridge"][0]["decoders"] = 1
+    t["memdev"][0]["ram"] = "512M"
+    t["auto_region"].append({"window": 0, "size": "256M", "offset": "512M", "members": ["0000:0f:00.0"],
+                             "decoder": 1})
+    return t
+
+
+def test_auto_regions_through_one_port_take_its_decoders_in_order():
+    t = _second_auto_region_through_a_one_decoder_host_bridge(base())
+    t["host_bridge"][0]["decoders"] = 2
+    s = System.boot(parse_topology(t, "two.toml"))
+    by = {d.name: d for d in s.cxl_bus.devices}
+    hb = next(p for p in ports(s, "port") if p.uport.name == "pci0000:0c")
+    assert [d.enabled for _, d in sorted(hb.decoders.items())] == [True, True]
+    regions = sorted((r for r in by.values() if isinstance(r, CxlRegion)), key=lambda r: r.hpa_start)
+    assert [r.nr_targets for r in regions] == [2, 1] and all(r.state == COMMIT for r in regions)
+    assert [r.hpa_start - regions[0].hpa_start for r in regions] == [0, 512 << 20]
+
+
 def _set(path, value):
     """Mutation setting base()[path...] = value (a key of None deletes)."""
     def f(t):
@@ -320,6 +343,8 @@ BAD = [
      "auto_region[0].decoder", "in order"),
     ("acpi-hpa-base", _set(["acpi"], {"hpa_base": "0x1000"}),
      "acpi.hpa_base", "256M aligned"),
+    ("auto-region-port-decoders", _second_auto_region_through_a_one_decoder_host_bridge,
+     "auto_region[1].members", "'pci0000:0c' has 1 HDM decoders, and this is auto region 2 through it"),
 ]
 
 

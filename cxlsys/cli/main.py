@@ -209,7 +209,7 @@ def cmd_generate(args) -> int:
     spec = GenSpec(host_bridges=args.host_bridges, root_ports=args.root_ports, switch_ports=args.switch_ports,
                    memdevs=args.memdevs, ram=_bytes("ram", args.ram), pmem=_bytes("pmem", args.pmem),
                    block_size=_bytes("block-size", args.block_size), interleave=args.interleave,
-                   auto_region=args.auto_region, name=args.name or "")
+                   auto_region=args.auto_region, auto_regions=args.auto_regions, name=args.name or "")
     try:
         text = generate(spec)
         t = parse_topology(tomllib.loads(text), args.output or "<generated>")
@@ -315,6 +315,8 @@ def main(argv=None) -> int:
     p.add_argument("--interleave", action="store_true", help="also a ram window over all host bridges")
     p.add_argument("--auto-region", type=int, default=0, metavar="WAYS",
                    help="firmware commits a ram region over host bridge 0's first WAYS memdevs")
+    p.add_argument("--auto-regions", choices=("first", "every"), default="first",
+                   help="every: all the memory in WAYS-way auto regions (default first: one)")
     p.add_argument("--name", help="the topology's name (default: from its shape)")
     p.add_argument("-o", "--output", help="the file to write (default: standard output)")
     p.set_defaults(fn=cmd_generate)

@@ -304,6 +304,7 @@ class _CrossRef:
         t = self.t
         mds = {m.name: m for m in t.memdevs}
         uses: dict[str, list[tuple[AutoRegionCfg, int]]] = {}     # memdev name -> [(ar, per-device size)]
+        through: dict[str, dict[int, AutoRegionCfg]] = {}          # switch/host bridge -> auto regions via it
         for ar in t.auto_regions:
             w = self.where[id(ar)]
             win = self.window_of(ar, w)
@@ -348,13 +349,21 @@ class _CrossRef:
                 while True:
                     dev = self.devs[name]
                     cfg = dev.node
-                    if isinstance(cfg, (SwitchCfg, HostBridgeCfg)) and 0 < cfg.decoders <= ar.decoder:
-                        self.err(f"{w}.decoder", f"{cfg.name!r} on the path of {m!r} has only "
-                                                 f"{cfg.decoders} HDM decoders")
+                    if isinstance(cfg, (SwitchCfg, HostBridgeCfg)) and cfg.decoders:
+                        through.setdefault(cfg.name, {})[id(ar)] = ar
                     if dev.role == "host_bridge":
                         break
                     name = cfg.parent
                 uses.setdefault(m, []).append((ar, ar.size // ways))
+        # a switch or host bridge commits one decoder per auto region through it, in file order
+        ports = {c.name: c for c in (*t.switches, *t.host_bridges)}
+        for pname, ars in through.items():
+            lst = list(ars.values())
+            for k, ar in enumerate(lst):
+                n = 1 + sum(1 for o in lst[:k] if _compatible(o.when, ar.when))
+                if n > ports[pname].decoders:
+                    self.err(f"{self.where[id(ar)]}.members", f"{pname!r} has {ports[pname].decoders} HDM decoders, "
+                                                             f"and this is auto region {n} through it")
         for m, lst in uses.items():
             md = mds[m]
             cap = md.ram + md.pmem
