@@ -356,13 +356,13 @@ class _CrossRef:
                     name = cfg.parent
                 uses.setdefault(m, []).append((ar, ar.size // ways))
         # a switch or host bridge commits one decoder per auto region through it, in file order
-        ports = {c.name: c for c in (*t.switches, *t.host_bridges)}
+        counts = {c.name: c.decoders for c in t.switches} | {c.name: c.decoders for c in t.host_bridges}
         for pname, ars in through.items():
-            lst = list(ars.values())
-            for k, ar in enumerate(lst):
-                n = 1 + sum(1 for o in lst[:k] if _compatible(o.when, ar.when))
-                if n > ports[pname].decoders:
-                    self.err(f"{self.where[id(ar)]}.members", f"{pname!r} has {ports[pname].decoders} HDM decoders, "
+            via = list(ars.values())
+            for k, ar in enumerate(via):
+                n = 1 + sum(1 for o in via[:k] if _compatible(o.when, ar.when))
+                if n > counts[pname]:
+                    self.err(f"{self.where[id(ar)]}.members", f"{pname!r} has {counts[pname]} HDM decoders, "
                                                              f"and this is auto region {n} through it")
         for m, lst in uses.items():
             md = mds[m]

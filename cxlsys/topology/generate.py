@@ -111,7 +111,7 @@ def generate(spec: GenSpec) -> str:
     s = spec
     hbs: list[list] = []        # [name, [root port names]]
     rps: list[tuple] = []       # (name, host bridge, port_id)
-    sws: list[list] = []        # [name, root port, [(dport, port_id)], memdevs below]
+    sws: list[tuple] = []       # (name, root port, [(dport, port_id)], memdevs below)
     mds: list[tuple] = []       # (name, parent, serial)
     below: list[list[str]] = []                # per host bridge: its memdev names, in order
     left = s.memdevs if s.memdevs is not None else 1 << 62
@@ -138,16 +138,15 @@ def generate(spec: GenSpec) -> str:
             up = f"{dom}:{bus:02x}:00.0"
             bus += 1
             inner = bus
-            sw = [up, rp, [], 0]
+            ds: list[tuple[str, int]] = []
             for d in range(min(s.switch_ports, left)):
                 dp = f"{dom}:{inner:02x}:{d // 8:02x}.{d % 8}"
-                sw[2].append((dp, d))
+                ds.append((dp, d))
                 bus += 1
                 mds.append((f"{dom}:{bus:02x}:00.0", dp, len(mds) + 1))
                 below[-1].append(mds[-1][0])
-                sw[3] += 1
                 left -= 1
-            sws.append(sw)
+            sws.append((up, rp, ds, len(ds)))
     nh = len(below)
     ways = s.auto_region
     if ways > len(below[0]):
