@@ -66,6 +66,12 @@ HAZARDS = {h.name: h for h in (
            "nr_targets, over the target already there, which keeps pointing at the region; once the count is "
            "full, 6.12's cxl_region_sort_targets() walks a NULL target (an oops; the model stops short)",
            ("region.targets", "region.refs", "region.decoders", "region.position", "region.state")),
+    Hazard("mapping-while-bound",
+           "drivers/dax/bus.c: mapping_store(), no check of dev->driver (size_store() has one)",
+           "a range is appended to a dax device its driver already probed: device_dax neither claims it nor "
+           "has it in its pgmap (a fault there finds no struct page), kmem never hotplugs it and at unbind "
+           "6.12 reads data->res[] past the array it sized at probe",
+           ("dax.bound", "mem.kmem", "mem.group")),
 )}
 
 

@@ -676,11 +676,12 @@ def test_after_a_hazard_the_rules_it_does_not_excuse_are_still_checked():
     s.memregion_ida.used.discard(77)
 
 
+@pytest.mark.kernel_hazard
 def test_mapping_added_to_a_kmem_device_stays_out_of_kmem_and_unbind_frees_the_group():
-    """dax ``mapping`` has no bound check (as in the kernel): a range added while kmem holds the
-    device is never hotplugged, kmem keeps the ranges it took at probe.  6.12's unbind loops to the
-    device's nr_range: the late range has nothing to remove and counts as removed (the kernel then
-    reads data->res[] past its end: said in the log), so the memory group goes."""
+    """dax ``mapping`` has no bound check (as in the kernel): a hazard.  A range added while kmem
+    holds the device is never hotplugged, kmem keeps the ranges it took at probe.  6.12's unbind
+    loops to the device's nr_range: the late range has nothing to remove and counts as removed (the
+    kernel then reads data->res[] past its end: said in the log), so the memory group goes."""
     s = System.boot("cxl_test")
     fs = Sysfs(s)
     _, dax = provision_ram_region(fs)
@@ -694,13 +695,31 @@ def test_mapping_added_to_a_kmem_device_stays_out_of_kmem_and_unbind_frees_the_g
     write_text(fs, f"{d}/mapping", f"{start:x}-{start + (128 << 20) - 1:x}")
     assert len(dev(s, dax).ranges) == 2 and len(dev(s, dax).drvdata.ranges) == 1
     assert sum(1 for b in s.memory.blocks.values() if b.owner is dev(s, dax)) == blocks   # nothing hotplugged
-    assert check_invariants(s) == []
+    assert _hazards(s) == ["mapping-while-bound"] and check_invariants(s) == []
     for b in [b for b in s.memory.blocks.values() if b.owner is dev(s, dax)]:
         write_text(fs, f"devices/system/memory/memory{b.phys_index}/online", 0)
     write_text(fs, f"{KMEM}/unbind", dax)
     assert "1 range(s) mapped after probe were never hotplugged" in "\n".join(s.klog.lines())
-    assert len(s.memory.groups) == len(groups) - 1 and not s.hazards
+    assert len(s.memory.groups) == len(groups) - 1
     assert check_invariants(s) == []
+
+
+@pytest.mark.kernel_hazard
+def test_found_mapping_added_to_a_device_dax_is_not_claimed():
+    """The same store on a device_dax-bound device: device_dax claimed (and mapped) the ranges it had
+    at probe; the new one is neither claimed in iomem nor in its pgmap."""
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    _, dax = provision_ram_region(fs)
+    d = f"bus/dax/devices/{dax}"
+    write_text(fs, f"{KMEM}/unbind", dax)
+    write_text(fs, f"{d}/size", 128 << 20)
+    write_text(fs, "bus/dax/drivers/device_dax/new_id", dax)     # binds it, as daxctl reconfigure does
+    end = dev(s, dax).ranges[0][0] + (128 << 20)
+    write_text(fs, f"{d}/mapping", f"{end:x}-{end + (2 << 20) - 1:x}")
+    assert _hazards(s) == ["mapping-while-bound"]
+    out = check_invariants(s)
+    assert [line.split(": ")[:2] for line in out] == [[dax, "dax.bound"]] and unexplained(s, out) == []
 
 
 def test_a_range_smaller_than_a_memory_block_leaks_the_kmem_group_on_6_12():

@@ -35,6 +35,7 @@ import attrs
 from cxlsys.base.bus import Bus, Driver
 from cxlsys.base.device import ADMIN_RO, RO, RW, WO, Attr, AttrGroup, Device, device_add, device_del
 from cxlsys.errors import KernelError
+from cxlsys.hazards import note_hazard
 from cxlsys.kstrto import kstrtobool, kstrtoint, kstrtoull, strip_newline, sysfs_streq, vsscanf
 
 DAX_MAJOR = 254
@@ -280,6 +281,9 @@ class DevDax(Device):
         if not any(fs <= s and s + n <= fs + fn for fs, fn in self.region.free_ranges()):
             raise KernelError(errno.ENOMEM, f"{self.name}: mapping {s:#x}-{e:#x} is not free space of "
                                             f"{_region_name(self.region)}")
+        if self.driver is not None:
+            note_hazard(self.sys, "mapping-while-bound",
+                        f"{self.name}: mapping {s:#x}-{e:#x} added while bound to {self.driver.name}", self)
         _add_range(self, s, n)
 
     def target_node_show(self):
