@@ -1281,14 +1281,25 @@ def fuzz(total_ops: int, *, topology: str = "cxl_test", seed: int = 0, episode_o
     else:
         import concurrent.futures as cf
         import multiprocessing
+        # Episode k runs min(episode_ops, total - the operations of episodes 0..k-1), as in one
+        # process: it is handed out early only when that is surely episode_ops (the episodes before
+        # it can do no more than their budgets), else once they are all done.
         with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            running: dict = {}          # future -> operations it may still do
+            running: dict = {}          # future -> the budget it was given
             while stats.ops < total_ops or running:
-                while len(running) < 2 * jobs and stats.ops + sum(running.values()) < total_ops:
-                    n = min(episode_ops, total_ops - stats.ops - sum(running.values()))
+                while len(running) < 2 * jobs:
+                    ahead = stats.ops + sum(running.values())
+                    if ahead + episode_ops <= total_ops:
+                        n = episode_ops
+                    elif not running and stats.ops < total_ops:
+                        n = total_ops - stats.ops
+                    else:
+                        break
                     running[pool.submit(_episode, topology, f"{seed}.{ep}", n, deep_every, invariants_every,
                                         refresh_every)] = n
                     ep += 1
+                if not running:
+                    break
                 done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for f in done:
                     del running[f]
