@@ -11,7 +11,6 @@ import time
 import tomllib
 
 from cxlsys.cli import mounts, nsrun
-from cxlsys.cli.show import print_tree
 from cxlsys.errors import KernelError
 from cxlsys.journal import Journal, JournalError
 from cxlsys.kstrto import parse_size
@@ -223,6 +222,12 @@ def cmd_generate(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def print_tree(system) -> None:
+    """cxlsys/cli/show.py's rich tree; imported here so that the other commands do not pay for rich."""
+    from cxlsys.cli.show import print_tree as show
+    show(system)
 
 
 def cmd_tree(args) -> int:
