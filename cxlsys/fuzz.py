@@ -893,6 +893,15 @@ class Generator:
         rid = region[len("region"):]
         return [d for d in self._names("dax") if d.startswith(f"dax{rid}.")]
 
+    def _release_dax(self, dax: str, tag: str) -> Iterator[Op]:
+        """Take ``dax`` from its driver: offline its blocks first if kmem holds it, then unbind."""
+        drv = self._driver(f"{DAX}/{dax}")
+        if drv == "kmem":
+            for b in self._blocks_of(dax):
+                yield write(f"{MEM}/{b}/state", "offline", tag)
+        if drv:
+            yield write(f"bus/dax/drivers/{drv}/unbind", dax, tag)
+
     def _blocks_of(self, dax: str) -> list:
         """The memory blocks backing ``dax`` (its ranges in /proc/iomem)."""
         try:
@@ -989,14 +998,9 @@ class Generator:
         dr = self.c.choice(regions)
         drp = f"{CXL}/{dr}/dax_region"
         rid = dr[len("dax_region"):]
-        devs = [d for d in self._names("dax") if d.startswith(f"dax{rid}.")]
+        devs = self._dax_of(f"region{rid}")
         for d in devs:
-            drv = self._driver(f"{DAX}/{d}")
-            if drv == "kmem":
-                for b in self._blocks_of(d):
-                    yield write(f"{MEM}/{b}/state", "offline", tag)
-            if drv:
-                yield write(f"bus/dax/drivers/{drv}/unbind", d, tag)
+            yield from self._release_dax(d, tag)
         if devs:
             yield write(f"{DAX}/{devs[0]}/size", hex(self.c.choice((0, SZ_256M, 64 * SZ_2M))), tag)
         for _ in range(self.c.randint(1, 3)):
@@ -1062,12 +1066,7 @@ class Generator:
                             write("bus/cxl/drivers/cxl_region/unbind", name, tag),
                             write(f"{r}/commit", 0, tag)])
         for d in self._dax_of(name):
-            drv = self._driver(f"{DAX}/{d}")
-            if drv == "kmem":
-                for b in self._blocks_of(d):
-                    yield write(f"{MEM}/{b}/state", "offline", tag)
-            if drv:
-                yield write(f"bus/dax/drivers/{drv}/unbind", d, tag)
+            yield from self._release_dax(d, tag)
         yield write("bus/cxl/drivers/cxl_region/unbind", name, tag)
         yield write(f"{r}/commit", 0, tag)
         for i in reversed(range(len(eps))):

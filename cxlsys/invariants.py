@@ -371,9 +371,9 @@ def _check_commit(c: _Check) -> None:
                 c.bad(p, "commit.passthrough", f"no HDM decoders to program, yet decoders {enabled} enabled, "
                                                f"commit_end {p.commit_end}")
             continue
-        top = max(enabled, default=-1)
         if not decs:        # unbound (decoders unregistered): 6.12 leaves commit_end as it was
             continue
+        top = max(enabled, default=-1)
         if p.commit_end != top:
             c.bad(p, "commit.end", f"commit_end {p.commit_end} (decoders_committed {p.commit_end + 1}) but the "
                                    f"highest enabled decoder is {top}")
