@@ -676,23 +676,34 @@ def test_after_a_hazard_the_rules_it_does_not_excuse_are_still_checked():
     s.memregion_ida.used.discard(77)
 
 
+def _resized_and_bound(size: int, bind: str) -> tuple:
+    """cxl_test with a ram region whose dax device is cut to ``size`` and bound again by a write of
+    its name to ``bind``: (system, sysfs, dax name)."""
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    _, dax = provision_ram_region(fs)
+    write_text(fs, f"{KMEM}/unbind", dax)
+    write_text(fs, f"bus/dax/devices/{dax}/size", size)
+    write_text(fs, bind, dax)
+    return s, fs, dax
+
+
+def _map_after(fs: Sysfs, s: System, dax: str, size: int) -> None:
+    """A ``mapping`` of ``size`` bytes right after the device's first range."""
+    end = dev(s, dax).ranges[0][0] + dev(s, dax).ranges[0][1]
+    write_text(fs, f"bus/dax/devices/{dax}/mapping", f"{end:x}-{end + size - 1:x}")
+
+
 @pytest.mark.kernel_hazard
 def test_mapping_added_to_a_kmem_device_stays_out_of_kmem_and_unbind_frees_the_group():
     """dax ``mapping`` has no bound check (as in the kernel): a hazard.  A range added while kmem
     holds the device is never hotplugged, kmem keeps the ranges it took at probe.  6.12's unbind
     loops to the device's nr_range: the late range has nothing to remove and counts as removed (the
     kernel then reads data->res[] past its end: said in the log), so the memory group goes."""
-    s = System.boot("cxl_test")
-    fs = Sysfs(s)
-    _, dax = provision_ram_region(fs)
-    d = f"bus/dax/devices/{dax}"
-    write_text(fs, f"{KMEM}/unbind", dax)
-    write_text(fs, f"{d}/size", 512 << 20)
-    write_text(fs, f"{KMEM}/bind", dax)
+    s, fs, dax = _resized_and_bound(512 << 20, f"{KMEM}/bind")
     groups = dict(s.memory.groups)
     blocks = sum(1 for b in s.memory.blocks.values() if b.owner is dev(s, dax))
-    start = dev(s, dax).ranges[0][0] + (512 << 20)
-    write_text(fs, f"{d}/mapping", f"{start:x}-{start + (128 << 20) - 1:x}")
+    _map_after(fs, s, dax, 128 << 20)
     assert len(dev(s, dax).ranges) == 2 and len(dev(s, dax).drvdata.ranges) == 1
     assert sum(1 for b in s.memory.blocks.values() if b.owner is dev(s, dax)) == blocks   # nothing hotplugged
     assert _hazards(s) == ["mapping-while-bound"] and check_invariants(s) == []
@@ -708,15 +719,8 @@ def test_mapping_added_to_a_kmem_device_stays_out_of_kmem_and_unbind_frees_the_g
 def test_found_mapping_added_to_a_device_dax_is_not_claimed():
     """The same store on a device_dax-bound device: device_dax claimed (and mapped) the ranges it had
     at probe; the new one is neither claimed in iomem nor in its pgmap."""
-    s = System.boot("cxl_test")
-    fs = Sysfs(s)
-    _, dax = provision_ram_region(fs)
-    d = f"bus/dax/devices/{dax}"
-    write_text(fs, f"{KMEM}/unbind", dax)
-    write_text(fs, f"{d}/size", 128 << 20)
-    write_text(fs, "bus/dax/drivers/device_dax/new_id", dax)     # binds it, as daxctl reconfigure does
-    end = dev(s, dax).ranges[0][0] + (128 << 20)
-    write_text(fs, f"{d}/mapping", f"{end:x}-{end + (2 << 20) - 1:x}")
+    s, fs, dax = _resized_and_bound(128 << 20, "bus/dax/drivers/device_dax/new_id")   # binds, as daxctl does
+    _map_after(fs, s, dax, 2 << 20)
     assert _hazards(s) == ["mapping-while-bound"]
     out = check_invariants(s)
     assert [line.split(": ")[:2] for line in out] == [[dax, "dax.bound"]] and unexplained(s, out) == []
