@@ -66,6 +66,7 @@ import attrs
 from cxlsys.errors import KernelError
 from cxlsys.hazards import unexplained
 from cxlsys.kernel.timer import FakeClock
+from cxlsys.kernfs import ANY, CONST, OWN
 from cxlsys.sysfs import S_FILE, Sysfs
 from cxlsys.system import System
 from cxlsys.tracefs import volatile
@@ -243,6 +244,37 @@ def deep_snapshot(fs: Sysfs) -> dict:
         out[p] = (e.kind, e.mode, e.target, value)
     for p in PROC_FILES:
         out[p] = (S_FILE, 0o444, None, _read(fs, p))
+    return out
+
+
+def scoped_values(fs: Sysfs) -> dict:
+    """path -> (value, scope, owner) of every readable text attribute that declares a scope
+    narrower than ANY (:meth:`Sysfs.value_scope`)."""
+    out: dict = {}
+    for p, e in fs.walk(""):
+        if e.kind == S_FILE and e.readable and not e.binary and not volatile(p):
+            scope, owner = fs.value_scope(p)
+            if scope != ANY:
+                out[p] = (_read(fs, p), scope, owner)
+    return out
+
+
+def scope_violations(before: dict, after: dict, owners: list, everything: bool) -> list:
+    """What a cache trusting the declared scopes would serve stale after one operation whose change
+    reports named ``owners``: a CONST file whose value moved while its owner lives on, an OWN file
+    whose value moved while its owner was not reported."""
+    if everything:
+        return []
+    reported = {id(o) for o in owners}
+    out = []
+    for p, (v, scope, owner) in before.items():
+        now = after.get(p)
+        if now is None or now[2] is not owner or now[0] == v or id(owner) in reported and scope == OWN:
+            continue
+        if scope == CONST and getattr(owner, "registered", True) is False:
+            continue
+        out.append(f"{p}: declared {scope} but {v!r} -> {now[0]!r} with its owner "
+                   f"{'reported' if id(owner) in reported else 'not reported'}")
     return out
 
 

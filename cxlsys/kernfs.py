@@ -27,6 +27,14 @@ import attrs
 
 S_DIR, S_FILE, S_LINK = "dir", "file", "link"
 
+# What an attribute's value depends on — how long a cache of its contents (the kernel's page cache
+# behind the FUSE mount) may keep it without asking again.  Declared next to the attribute
+# (``RO("phys_index", scope=CONST)``); tests/test_scopes.py checks every declaration against the
+# model's change reports after each operation of a fuzz run.
+CONST = "const"     # never changes while the file exists (it goes with its owner)
+OWN = "own"         # changes only with a field of its owner device (every such change is reported)
+ANY = "any"         # may change with anything: compared again after every change (the default)
+
 
 @attrs.frozen(eq=False)
 class KDir:
@@ -55,6 +63,7 @@ class KFile:
     store: Optional[Callable[[str], None]] = None
     pure: bool = False
     owner: object = None
+    scope: str = ANY
     kind = S_FILE
 
     @property

@@ -8,6 +8,8 @@ mount point (``/sys``), e.g. ``bus/cxl/devices/mem0``.  The public interface, us
 * :meth:`Sysfs.lookup` (lstat) / :meth:`~Sysfs.stat` -> :class:`Entry` (kind, mode, link target,
   readable, writable) or ``None``;
   :meth:`~Sysfs.entries`, :meth:`~Sysfs.listdir`, :meth:`~Sysfs.readlink`, :meth:`~Sysfs.realpath`;
+* :meth:`~Sysfs.read_held` — a read for an adapter whose cache keeps what it returned (the
+  kernel's page cache): :meth:`~Sysfs.sync` then names it in ``contents`` once it reads differently;
 * :meth:`~Sysfs.read`, :meth:`~Sysfs.read_at`, :meth:`~Sysfs.write` — a refused store raises
   :class:`~cxlsys.errors.KernelError` with the kernel's errno (and is logged with its reason);
 * :meth:`~Sysfs.truncate` (``open(O_TRUNC)``), :meth:`~Sysfs.mkdir`, :meth:`~Sysfs.rmdir` — what
@@ -32,7 +34,7 @@ from cxlsys.base.device import CLASSES, DEV_CHAR, TOP_DEVICES, SysfsDir
 from cxlsys.debugfs import debugfs_root
 from cxlsys.errors import KernelError
 from cxlsys.journal import RecordingUserMemory, payload
-from cxlsys.kernfs import S_DIR, S_FILE, S_LINK, KBinFile, KDir, KLink, kernfs_target_path
+from cxlsys.kernfs import ANY, OWN, S_DIR, S_FILE, S_LINK, KBinFile, KDir, KLink, kernfs_target_path
 from cxlsys.procfs import procfs_dir
 from cxlsys.tracefs import tracefs_root
 
@@ -68,6 +70,7 @@ class Sync:
     devices: bool                # a device came or went
     values: bool                 # some attribute value may have changed
     notified: frozenset = frozenset()   # files sysfs_notify()'d: wake their poll(2)ers
+    contents: frozenset = frozenset()   # files read with read_held() that read differently now
 
 
 def _entry(node, ia: Optional[dict] = None) -> Entry:
@@ -131,6 +134,12 @@ class Sysfs:
         self._stale: set = set()
         self._flags = [False, False, False]   # shape, devices, values since the last sync()
         self._notified: set = set()           # paths sysfs_notify()'d since the last sync()
+        # read_held(): path -> (node, contents served; None for a binary attribute); indexed by
+        # the owner (CONST and OWN files) or kept apart (ANY files: compared after every report)
+        self._held: dict = {}
+        self._held_by_owner: dict = {}        # id(owner) -> set of paths
+        self._held_any: set = set()
+        self._contents: set = set()           # held files that read differently since the last sync()
 
     # ------------------------------------------------------------------ change tracking
     def _refresh(self) -> None:
@@ -145,6 +154,8 @@ class Sysfs:
         self._flags[1] |= cs.devices
         self._flags[2] |= cs.values
         self._notified.update(cs.notified)
+        if self._held:
+            self._check_held(cs)
         if not cs.shape:
             return
         for path in cs.removed + cs.iattrs:
@@ -174,6 +185,48 @@ class Sysfs:
                     self._forget(f"{path}/{name}" if path else name)
             if new.keys() != old.keys():
                 self._flags[0] = True
+
+    def _check_held(self, cs) -> None:
+        """Which held contents may read differently after the reports ``cs``: every file when the
+        whole tree may have changed; the files of an owner that was deleted; OWN files of an owner
+        that was touched, and every ANY file, if they render differently (binary ones always)."""
+        if cs.everything:
+            for p in list(self._held):
+                self._unhold(p)
+            return
+        for o in cs.owners:
+            paths = self._held_by_owner.get(id(o))
+            if not paths:
+                continue
+            gone = getattr(o, "registered", True) is False
+            for p in list(paths):
+                node, data = self._held[p]
+                if gone or node.scope == OWN and self._render(node) != data:
+                    self._unhold(p)
+        if cs.values:
+            for p in list(self._held_any):
+                node, data = self._held[p]
+                if data is None or self._render(node) != data:
+                    self._unhold(p)
+
+    def _render(self, node) -> Optional[bytes]:
+        """A held text attribute's contents now (None: its show fails now)."""
+        try:
+            return node.show().encode("utf-8", "surrogateescape")
+        except Exception:
+            return None
+
+    def _unhold(self, path: str) -> None:
+        node, _ = self._held.pop(path)
+        self._contents.add(path)
+        if isinstance(node, KBinFile) or node.scope == ANY:
+            self._held_any.discard(path)
+        else:
+            paths = self._held_by_owner.get(id(node.owner))
+            if paths is not None:
+                paths.discard(path)
+                if not paths:
+                    del self._held_by_owner[id(node.owner)]
 
     def _resolved_stale(self) -> None:
         """A listing was replaced or dropped: resolutions through it may name old nodes."""
@@ -205,9 +258,13 @@ class Sysfs:
         with self.sys.lock:
             self._refresh()
             shape, devices, values = self._flags
-            out = Sync(frozenset(self._stale), shape, devices, values, frozenset(self._notified))
+            for p in self._stale & self._held.keys():
+                self._unhold(p)             # an entry to forget: the adapter drops its contents too
+            out = Sync(frozenset(self._stale), shape, devices, values, frozenset(self._notified),
+                       frozenset(self._contents - self._stale))
             self._stale = set()
             self._notified = set()
+            self._contents = set()
             self._flags = [False, False, False]
             return out
 
@@ -223,9 +280,10 @@ class Sysfs:
         """Call ``fn`` whenever the model schedules delayed work (an adapter's timer thread wakes)."""
         self.sys.timers.on_add = fn
 
-    def as_task(self, pid: int, comm: str):
+    def as_task(self, pid: int, comm):
         """A context: what the model does inside is done on behalf of task ``pid`` (trace events
-        are charged to it), as the kernel runs a system call in its caller's context."""
+        are charged to it), as the kernel runs a system call in its caller's context.  ``comm``:
+        its name, or a function giving it (asked only if an event is charged)."""
         return self.sys.tracing.current(pid, comm)
 
     def poll_event(self, path: str) -> int:
@@ -353,18 +411,65 @@ class Sysfs:
     def read_at(self, path: str, offset: int, size: Optional[int]) -> bytes:
         with self.sys.lock:
             self._refresh()
+            return self._read_node(path, self._file(path), offset, size)
+
+    def _read_node(self, path: str, node, offset: int, size: Optional[int]) -> bytes:
+        if not node.readable:
+            raise KernelError(errno.EIO, f"{path}: write-only attribute")
+        if not self._mode_allows(path, 0o444):
+            raise KernelError(errno.EACCES, f"{path}: no read permission (mode changed)")
+        if isinstance(node, KBinFile):
+            assert node.read is not None
+            return self._call(f"read of /sys/{path.strip('/')}", node.read, offset,
+                              node.size - offset if size is None else size)
+        assert node.show is not None
+        try:
+            data = node.show().encode("utf-8", "surrogateescape")
+        except KernelError:
+            raise
+        except Exception as e:
+            raise self._internal(f"read of /sys/{path.strip('/')}", e) from e
+        return data[offset:] if size is None else data[offset:offset + size]
+
+    def read_held(self, path: str, offset: int, size: int) -> bytes:
+        """:meth:`read_at` for an adapter whose cache keeps what this returns (the kernel's page
+        cache behind a FUSE mount that lets the kernel keep contents): the projection remembers
+        the file and names it in :attr:`Sync.contents` once it may read differently, per the
+        attribute's declared scope (:data:`cxlsys.kernfs.CONST`, ``OWN``, ``ANY``)."""
+        with self.sys.lock:
+            self._refresh()
             node = self._file(path)
-            if not node.readable:
-                raise KernelError(errno.EIO, f"{path}: write-only attribute")
-            if not self._mode_allows(path, 0o444):
-                raise KernelError(errno.EACCES, f"{path}: no read permission (mode changed)")
-            where = f"read of /sys/{path.strip('/')}"
-            if isinstance(node, KBinFile):
-                assert node.read is not None
-                return self._call(where, node.read, offset, node.size - offset if size is None else size)
-            assert node.show is not None
-            data = self._call(where, node.show).encode("utf-8", "surrogateescape")
-            return data[offset:] if size is None else data[offset:offset + size]
+            binary = isinstance(node, KBinFile)
+            data = self._read_node(path, node, offset, size) if binary else self._read_node(path, node, 0, None)
+            p = path.strip("/")
+            if p in self._held:
+                self._unhold(p)
+                self._contents.discard(p)
+            self._held[p] = (node, None if binary else data)
+            if binary or node.scope == ANY:
+                self._held_any.add(p)
+            else:
+                self._held_by_owner.setdefault(id(node.owner), set()).add(p)
+            return data if binary else data[offset:offset + size]
+
+    def release_held(self, path: str) -> bool:
+        """The adapter's cache no longer holds ``path`` (it was written through that cache, which
+        took the written bytes); whether it held it."""
+        with self.sys.lock:
+            p = path.strip("/")
+            if p not in self._held:
+                return False
+            self._unhold(p)
+            self._contents.discard(p)
+            return True
+
+    def value_scope(self, path: str) -> tuple:
+        """(scope, owner) the text attribute at ``path`` declares (:data:`cxlsys.kernfs.CONST`,
+        ``OWN``, ``ANY``): what tests check against the change reports (tests/test_scopes.py)."""
+        with self.sys.lock:
+            self._refresh()
+            node = self._file(path)
+            return (ANY, None) if isinstance(node, KBinFile) else (node.scope, node.owner)
 
     def write(self, path: str, data: bytes, offset: int = 0) -> int:
         """One write(2) of ``data``: an attribute's store sees the text up to the first NUL, like

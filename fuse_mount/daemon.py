@@ -103,10 +103,23 @@ def start_timer_thread(fs: Sysfs, changed) -> threading.Thread:
     return t
 
 
+KERNEL_DIR = "kernel"     # /sys/kernel: tracefs and debugfs, their own filesystems on a kernel too
+
+
 def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root: Optional[str] = None,
-          cache: bool = True, foreground: bool = True, allow_other: bool = False, no_open: bool = False) -> None:
+          cache: bool = True, foreground: bool = True, allow_other: bool = False,
+          kernel_cache: Optional[bool] = None) -> None:
+    """Serve ``system`` at ``mountpoint`` until it is unmounted.  Two FUSE mounts: the sysfs tree,
+    whose file contents the kernel keeps in its page cache (``kernel_cache``, the default unless
+    ``CXLSYS_DIRECT_IO`` is set), and ``mountpoint/kernel`` (tracefs and debugfs: streams and
+    files whose reads consume or move, as on a kernel) mounted on it once it answers, with every
+    open and read answered here (direct_io)."""
+    if kernel_cache is None:
+        kernel_cache = not os.environ.get("CXLSYS_DIRECT_IO")
     fs = Sysfs(system)
-    ops = SysfsOps(fs, cache=cache, no_open=no_open or bool(os.environ.get("CXLSYS_NO_OPEN")))
+    ops = SysfsOps(fs, cache=cache, kernel_cache=kernel_cache)
+    kops = SysfsOps(Sysfs(system), cache=cache, kernel_cache=False, prefix=KERNEL_DIR)
+    ops.peers, kops.peers = [kops], [ops]
 
     nodes_lock = threading.Lock()        # FUSE, timer and control threads may all sync at once
 
@@ -122,13 +135,39 @@ def serve(system, mountpoint: str, control_path: Optional[str] = None, dev_root:
 
     if dev_root:
         devsync(dev_root)
-    if control_path:
-        control.serve(control_path, system, {"changed": ops.sync, "devsync": devsync})
-    start_timer_thread(fs, ops.sync)
     opts = dict(foreground=foreground, fsname="cxlsys", subtype="cxlsys", default_permissions=True,
                 max_threads=16, nothreads=not os.environ.get("CXLSYS_THREADS"))
     if allow_other:
         opts["allow_other"] = True
+    ready = threading.Lock()
+    said: list = []
+
+    def up() -> None:
+        # both mounts answer: now the control socket appears (what a caller waits for)
+        with ready:
+            if not said:
+                said.append(True)
+                if control_path:
+                    control.serve(control_path, system, {"changed": ops.sync, "devsync": devsync})
+
+    def kernel_mount() -> None:
+        try:
+            mfusepy.FUSE(kops, os.path.join(mountpoint, KERNEL_DIR), raw_fi=True, **opts)
+        except Exception as e:           # the sysfs mount still serves (/sys/kernel from it)
+            with system.lock:
+                system.klog.warn_exception(f"mount of /sys/{KERNEL_DIR}", e)
+        finally:
+            up()
+
+    def started() -> None:
+        # INIT came from the kernel: the sysfs mount is there; mount /kernel on it from a thread
+        # (its mount(2) looks the directory up through this mount, whose loop must keep running)
+        ops.on_init = None
+        threading.Thread(target=kernel_mount, daemon=True, name="cxlsys-kernelfs").start()
+
+    ops.on_init = started
+    kops.on_init = up
+    start_timer_thread(fs, ops.sync)
     try:
         mfusepy.FUSE(ops, mountpoint, raw_fi=True, **opts)
     finally:

@@ -6,6 +6,7 @@ import ctypes
 import errno
 import functools
 import os
+import queue
 import select
 import stat
 import threading
@@ -43,24 +44,80 @@ def caller_pid() -> int:
     return ctypes.cast(ctx, ctypes.POINTER(_FuseContext)).contents.pid if ctx else 0
 
 
+class Invalidator:
+    """``fuse_invalidate_path()`` calls made by helper threads while the request loop waits.
+
+    Dropping a file's cached pages waits for each page's lock.  A page is locked while a READ of
+    it is on its way to this daemon, or while a write(2) that did not find it cached waits for our
+    WRITE reply; the request loop is single threaded, so it must never wait for a lock only its
+    own next reply releases.  It hands the paths to helpers and waits for them, at most
+    ``patience`` seconds: a helper still busy then waits for such a lock, and a page locked for
+    that reason holds nothing stale (it is not up to date: the next read asks the daemon).  The
+    helper finishes on its own once the lock is released."""
+
+    def __init__(self, fuse_ptr_of: Callable[[], Optional[int]], prefix: str = "", threads: int = 4,
+                 patience: float = 0.1):
+        self._fuse = fuse_ptr_of
+        self._prefix = prefix               # model paths below this are paths of this mount
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self.patience = patience
+        self.count = 0
+        self.late = 0                       # batches not done within patience (a lock held)
+        for i in range(threads):
+            threading.Thread(target=self._work, daemon=True, name=f"cxlsys-inval{i}").start()
+
+    def _work(self) -> None:
+        while True:
+            path, done = self._q.get()
+            ptr = self._fuse()
+            if ptr:
+                _lib.fuse_invalidate_path(ptr, path)
+            done.release()
+
+    def _mine(self, path: str) -> Optional[bytes]:
+        if not self._prefix:
+            return b"/" + path.encode()
+        if path == self._prefix or path.startswith(self._prefix + "/"):
+            return b"/" + path[len(self._prefix) + 1:].encode()
+        return None
+
+    def run(self, paths, last: Optional[str] = None) -> None:
+        """Invalidate ``paths`` (model paths), then ``last`` (the file just written: its page may be
+        locked by that very write, so it goes alone after the others are done)."""
+        for batch in (paths, [last] if last is not None else []):
+            todo = [m for m in (self._mine(p) for p in batch) if m is not None]
+            if not todo:
+                continue
+            done = threading.Semaphore(0)
+            for m in todo:
+                self._q.put((m, done))
+            self.count += len(todo)
+            deadline = time.monotonic() + self.patience
+            for _ in todo:
+                if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    self.late += 1
+                    break
+
+
 class SysfsOps(mfusepy.Operations):
     use_ns = True
 
     def __init__(self, sysfs: Sysfs, cache: bool = True, on_change: Optional[Callable[[], None]] = None,
-                 no_open: bool = False):
+                 kernel_cache: bool = True, prefix: str = ""):
         self.fs = sysfs
         self.sys = sysfs.sys
         self.cache = cache
-        # no_open: answer the first OPEN with ENOSYS so the kernel stops sending OPEN/RELEASE (fastest).
-        # Wrong-direction access then fails at read/write time (EACCES) instead of at open.
-        self.no_open = no_open
-        self._deferred: list = []
-        self._served: dict = {}            # no_open: path -> contents the kernel may hold in its page cache
-        self._served_lock = threading.Lock()
-        self._kick = threading.Event()
-        if no_open:
-            threading.Thread(target=self._deferred_invalidator, daemon=True, name="cxlsys-inval").start()
+        # kernel_cache: OPEN answers ENOSYS, so the kernel stops sending OPEN/RELEASE and keeps
+        # file contents in its page cache (FOPEN_KEEP_CACHE is the no-open default) until the
+        # projection says they read differently (Sync.contents, per attribute scope).  Access
+        # checks move from open to read/write (EACCES there).  Off: every open is answered here and
+        # contents are direct_io (the daemon renders every read).
+        self.kernel_cache = kernel_cache and cache
+        self.prefix = prefix.strip("/")        # this mount serves the model below this path
+        self.inval = Invalidator(lambda: self.fuse_ptr, self.prefix)
+        self.peers: list = []                  # other mounts of the same model (synced together)
         self.on_change = on_change         # called when devices came or went (/dev node sync)
+        self.on_init: Optional[Callable[[], None]] = None     # called once the kernel sent INIT
         self._pollers: dict = {}           # real path -> poll handles waiting for a sysfs_notify
         self._pollers_lock = threading.Lock()
         self._seen: dict = {}              # open handle -> the kernfs event count it has seen
@@ -70,7 +127,14 @@ class SysfsOps(mfusepy.Operations):
         self.t0 = int(time.time() * 1e9)
         self.uid = 0
         self.gid = 0
-        self.invalidations = 0
+
+    @property
+    def invalidations(self) -> int:
+        return self.inval.count
+
+    def _m(self, path: str) -> str:
+        """The model path of a path of this mount."""
+        return f"{self.prefix}{path}" if self.prefix else path
 
     # ------------------------------------------------------------------ init
     def init_with_config(self, conn, config):
@@ -84,39 +148,24 @@ class SysfsOps(mfusepy.Operations):
             config.kernel_cache = 0
         if conn is not None and self.cache and conn.capable & FUSE_CAP_CACHE_SYMLINKS:
             conn.want |= FUSE_CAP_CACHE_SYMLINKS
+        if self.on_init is not None:
+            self.on_init()
 
     # ------------------------------------------------------------------ exactness
-    def sync(self, exclude: Optional[str] = None) -> None:
-        """Tell the kernel about every entry the projection reports stale (vanished, or another
-        kind, mode or link target); in no_open mode (the kernel caches contents) also drop the
-        cached contents of every file whose value now reads differently."""
+    def sync(self, written: Optional[str] = None) -> None:
+        """Tell the kernel what changed in the model, for this mount and its peers: entries
+        the projection reports stale (vanished, or another kind, mode or link target) and, with
+        kernel_cache, the held contents that read differently; ``written`` (a model path) is the
+        file this request just wrote — its cached page took the written bytes, so it goes too."""
+        for ops in [self] + self.peers:
+            ops._sync_one(written if ops is self else None)
+
+    def _sync_one(self, written: Optional[str]) -> None:
         with self.sys.lock:
             ch = self.fs.sync()
-            stale = set(ch.stale)
-            if self.no_open and ch.values:
-                with self._served_lock:
-                    served, self._served = self._served, {}
-                for p, data in served.items():
-                    try:
-                        now = self.fs.read(p)
-                    except KernelError:
-                        now = None
-                    if now != data:
-                        stale.add(p)
-                    else:
-                        self._served[p] = data
+            rewritten = written is not None and self.kernel_cache and self.fs.release_held(written)
         if self.cache and self.fuse_ptr:
-            stale.discard(exclude)
-            for p in stale:
-                _lib.fuse_invalidate_path(self.fuse_ptr, b"/" + p.encode())
-                self.invalidations += 1
-            if self.no_open and exclude:
-                # the written file's own pages are locked by the write in progress: invalidate it
-                # once the reply has gone out (doing it from this handler deadlocks)
-                with self._served_lock:
-                    self._served.pop(exclude, None)
-                self._deferred.append(exclude)
-                self._kick.set()
+            self.inval.run(ch.stale | ch.contents, written if rewritten else None)
         if ch.notified:
             with self._pollers_lock:
                 woken = [ph for p in ch.notified for ph in self._pollers.pop(p, ())]
@@ -125,15 +174,6 @@ class SysfsOps(mfusepy.Operations):
                 _lib.fuse_pollhandle_destroy(ph)
         if ch.devices and self.on_change is not None:
             self.on_change()
-
-    def _deferred_invalidator(self) -> None:
-        while True:
-            self._kick.wait()
-            self._kick.clear()
-            time.sleep(0.0005)
-            while self._deferred:
-                p = self._deferred.pop()
-                _lib.fuse_invalidate_path(self.fuse_ptr, b"/" + p.encode())
 
     # ------------------------------------------------------------------ metadata
     def _stat(self, e, path: str) -> dict:
@@ -148,20 +188,21 @@ class SysfsOps(mfusepy.Operations):
         return st
 
     def getattr(self, path, fh=None):
-        e = self.fs.lookup(path)
+        p = self._m(path)
+        e = self.fs.lookup(p)
         if e is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
-        return self._stat(e, path)
+        return self._stat(e, p)
 
     def readdir(self, path, fh):
         try:
-            return [".", ".."] + self.fs.listdir(path)
+            return [".", ".."] + self.fs.listdir(self._m(path))
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
 
     def readlink(self, path):
         try:
-            return self.fs.readlink(path)
+            return self.fs.readlink(self._m(path))
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
 
@@ -170,9 +211,10 @@ class SysfsOps(mfusepy.Operations):
 
     # ------------------------------------------------------------------ files
     def open(self, path, fi):
-        if self.no_open:
-            raise mfusepy.FuseOSError(errno.ENOSYS)
-        e = self.fs.lookup(path)
+        if self.kernel_cache:
+            raise mfusepy.FuseOSError(errno.ENOSYS)      # kernel no_open: opens stop coming here
+        p = self._m(path)
+        e = self.fs.lookup(p)
         if e is None:
             raise mfusepy.FuseOSError(errno.ENOENT)
         if e.kind != S_FILE:
@@ -185,7 +227,7 @@ class SysfsOps(mfusepy.Operations):
         if fi.flags & os.O_TRUNC and e.writable:     # libfuse 3 passes O_TRUNC here (atomic_o_trunc)
             self.truncate(path, 0)
         fi.direct_io = 1
-        fi.fh = self._open_event(self.fs.poll_event(path))
+        fi.fh = self._open_event(self.fs.poll_event(p))
         return 0
 
     def _open_event(self, event: int) -> int:
@@ -205,14 +247,15 @@ class SysfsOps(mfusepy.Operations):
         notified after this open's last read (or the open).  Otherwise the handle waits until
         :meth:`sync` sees the notify; it is registered before the count is checked again, so a
         notify in between is never missed."""
+        p = self._m(path)
         key = fh.fh if fh is not None else 0
-        real = self.fs.realpath(path) or path.strip("/")
+        real = self.fs.realpath(p) or p.strip("/")
         with self._pollers_lock:
             seen = self._seen.get(key, 0)
             if ph:
                 self._pollers.setdefault(real, []).append(ph)
         mask = POLL_DEFAULT
-        if self.fs.poll_event(path) != seen:
+        if self.fs.poll_event(p) != seen:
             mask |= POLL_NOTIFIED
             if ph:
                 with self._pollers_lock:
@@ -227,40 +270,38 @@ class SysfsOps(mfusepy.Operations):
 
     # Per-open state is only the kernfs event count (poll): each read renders the attribute (show)
     # and returns the slice asked for; flush and release are left to libfuse (no Python round trip
-    # on close).
+    # on close).  With kernel_cache a read is held (Sysfs.read_held): the kernel keeps the page.
     def read(self, path, size, offset, fh):
+        p = self._m(path)
         key = getattr(fh, "fh", 0)
         if key in self._seen:
-            self._seen[key] = self.fs.poll_event(path)     # kernfs: a read catches up with the events
+            self._seen[key] = self.fs.poll_event(p)     # kernfs: a read catches up with the events
         try:
-            if self.no_open:
-                e = self.fs.lookup(path)
+            if self.kernel_cache:
+                e = self.fs.lookup(p)
                 if e is not None and e.kind == S_FILE and not e.readable:
-                    raise mfusepy.FuseOSError(errno.EACCES)
-                if e is not None and not e.binary:
-                    data = self.fs.read(path)
-                    with self._served_lock:
-                        self._served[path.strip("/")] = data
-                    return data[offset:offset + size]
-            return self.fs.read_at(path, offset, size)
+                    raise mfusepy.FuseOSError(errno.EACCES)     # what open would have said
+                return self.fs.read_held(p, offset, size)
+            return self.fs.read_at(p, offset, size)
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
 
     def write(self, path, data, offset, fh):
-        p = path.strip("/")
-        try:
+        p = self._m(path).strip("/")
+        try:            # a file that takes no writes: EACCES (from open without kernel_cache)
             with self._as_caller():
                 n = self.fs.write(p, data, offset)
         except KernelError as err:
-            self.sync(exclude=p)
+            self.sync(written=p)
             raise mfusepy.FuseOSError(err.errno)
-        self.sync(exclude=p)
+        self.sync(written=p)
         return n
 
     def truncate(self, path, length, fh=None):
+        p = self._m(path)
         try:
             with self._as_caller():
-                self.fs.truncate(path)
+                self.fs.truncate(p)
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
         self.sync()
@@ -269,7 +310,7 @@ class SysfsOps(mfusepy.Operations):
     def mkdir(self, path, mode):
         try:
             with self._as_caller():
-                self.fs.mkdir(path)
+                self.fs.mkdir(self._m(path))
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
         self.sync()
@@ -278,7 +319,7 @@ class SysfsOps(mfusepy.Operations):
     def rmdir(self, path):
         try:
             with self._as_caller():
-                self.fs.rmdir(path)
+                self.fs.rmdir(self._m(path))
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
         self.sync()
@@ -287,13 +328,13 @@ class SysfsOps(mfusepy.Operations):
     def _as_caller(self):
         """Charge what this request does (trace events) to the calling task, as the kernel would."""
         pid = caller_pid()
-        return self.fs.as_task(pid, task_comm(pid))
+        return self.fs.as_task(pid, functools.partial(task_comm, pid))     # read only if an event is
 
     # chmod/chown: the kernel has already checked the caller may (default_permissions: the owner or
     # CAP_FOWNER), as setattr_prepare does for sysfs; the model keeps the new mode/owner (kernfs iattrs)
     def chmod(self, path, mode):
         try:
-            self.fs.setattr(path, mode=mode)
+            self.fs.setattr(self._m(path), mode=mode)
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
         self.sync()
@@ -302,7 +343,7 @@ class SysfsOps(mfusepy.Operations):
     def chown(self, path, uid, gid):
         keep = (-1, (1 << 32) - 1)          # chown(2)'s "leave it" (mfusepy may pass either form)
         try:
-            self.fs.setattr(path, uid=None if uid in keep else uid, gid=None if gid in keep else gid)
+            self.fs.setattr(self._m(path), uid=None if uid in keep else uid, gid=None if gid in keep else gid)
         except KernelError as err:
             raise mfusepy.FuseOSError(err.errno)
         self.sync()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import struct
 
 import pytest
@@ -19,6 +20,7 @@ from cxlsys.base import firmware_loader as FL
 from cxlsys.cxl import cxlmem as M
 from cxlsys.cxl.core import mbox as MB
 from cxlsys.cxl.core import trace
+from cxlsys.cxl_test.mem import MOCK_TRANSFER_FW_S
 from cxlsys.errors import KernelError
 from cxlsys.kernel.timer import FakeClock
 from cxlsys.kernel.uaccess import BufferUserMemory
@@ -346,8 +348,11 @@ def test_fw_upload_state_machine_and_transfer(sysfs, spy):
     assert fw.progress == FL.FW_UPLOAD_PROG_RECEIVING       # queued; the next access runs it
     assert fs.read(f"{d}/loading") == b"0\n"                 # (the worker's first run)
     chunk = 4096 - 128
+    # one run writes until the device has been busy a tick: mem.c's mock sleeps ~1.75 ms a slice
+    per_run = min(FL.FW_UPLOAD_WRITES_PER_TICK, math.ceil(FL.FW_UPLOAD_TICK_S / MOCK_TRANSFER_FW_S))
+    assert per_run == 2
     assert fs.read(f"{d}/status") == b"transferring\n"
-    assert fs.read(f"{d}/remaining_size") == f"{len(data) - FL.FW_UPLOAD_WRITES_PER_TICK * chunk}\n".encode()
+    assert fs.read(f"{d}/remaining_size") == f"{len(data) - per_run * chunk}\n".encode()
     with pytest.raises(KernelError) as e:
         fs.read(f"{d}/error")
     assert e.value.errno == errno.EBUSY

@@ -4,8 +4,11 @@ cxl_mem unbound and rebound, refused writes in between, teardown — what the FU
 kernel's entry and attribute caches on, long timeouts) equals a fresh projection of the model
 taken inside the daemon, and every path it served before and the model no longer has is gone.
 
-Run with the default mode (direct_io contents) and with ``CXLSYS_NO_OPEN=1`` (the kernel caches
-file contents too, dropped by the adapter when a value changes).
+Run with the default mode (the kernel keeps file contents in its page cache; the adapter drops a
+file's pages when its value may have changed, per the attribute's declared scope), the same with
+concurrent readers (two threads reading the memory blocks and CXL devices in a loop while the
+writes and checks go on: reads racing invalidations), and ``CXLSYS_DIRECT_IO=1`` (every read asks
+the daemon).
 """
 
 import errno
@@ -13,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -95,29 +99,58 @@ class Mounted:
         self.check(f"after {cmd} {' '.join(args)}")
 
 
-@pytest.fixture(params=["direct_io", "no_open"])
+def _reader(mp, stop: threading.Event, counts: list) -> None:
+    """Read every file below the memory blocks and the CXL devices, again and again, until told."""
+    while not stop.is_set():
+        for top in ("devices/system/memory", "bus/cxl/devices", "bus/dax/devices"):
+            for dirpath, _dirs, files in os.walk(os.path.join(mp, top), followlinks=False):
+                for f in files:
+                    try:
+                        with open(os.path.join(dirpath, f), "rb", buffering=0) as fh:
+                            fh.read(4096)
+                        counts[0] += 1
+                    except OSError:
+                        pass
+                if stop.is_set():
+                    return
+
+
+@pytest.fixture(params=["kernel_cache", "kernel_cache+readers", "direct_io"])
 def mount(request, tmp_path):
     """mount(topology) -> a checked Mounted; the contents mode is the parameter."""
     cli = [sys.executable, "-m", "cxlsys"]
     mps = []
+    stop = threading.Event()
+    readers: list = []
+    counts = [0]
 
     def start(topology: str) -> Mounted:
         mp = tmp_path / f"sys{len(mps)}"
         mp.mkdir()
         env = dict(os.environ)
-        env.pop("CXLSYS_NO_OPEN", None)
-        if request.param == "no_open":
-            env["CXLSYS_NO_OPEN"] = "1"
+        env.pop("CXLSYS_DIRECT_IO", None)
+        if request.param == "direct_io":
+            env["CXLSYS_DIRECT_IO"] = "1"
         subprocess.run(cli + ["mount", "--topology", topology, str(mp)], cwd=REPO, env=env, check=True,
                        timeout=60)
         mps.append(mp)
         m = Mounted(mp)
         m.check("mounted")
+        if request.param.endswith("+readers"):
+            for _ in range(2):
+                t = threading.Thread(target=_reader, args=(str(mp), stop, counts), daemon=True)
+                t.start()
+                readers.append(t)
         return m
 
     yield start
+    stop.set()
+    for t in readers:
+        t.join(timeout=60)
     for mp in mps:
         subprocess.run(cli + ["umount", str(mp)], cwd=REPO, timeout=60)
+    if readers:
+        assert counts[0] > 0, "the concurrent readers read nothing"
 
 
 @pytest.mark.mount

@@ -90,6 +90,7 @@ def test_a_bug_through_the_mount_is_eio_and_the_daemon_keeps_serving(tmp_path):
         out = subprocess.run([sys.executable, "-m", "cxlsys", "dmesg", str(mp)], cwd=root, capture_output=True,
                              text=True, timeout=60, check=True).stdout
         warn = [line for line in out.splitlines() if "WARNING: cxlsys internal error in read of /sys/" in line]
-        assert len(warn) == 1 and "/mem0/serial: ZeroDivisionError" in warn[0]
+        # one read(2); the page cache may ask twice (readahead, then the read proper retries it)
+        assert 1 <= len(warn) <= 2 and all("/mem0/serial: ZeroDivisionError" in w for w in warn), warn
     finally:
         subprocess.run([sys.executable, "-m", "cxlsys", "umount", str(mp)], cwd=root, timeout=60, check=False)

@@ -19,8 +19,10 @@ P5  in-process region create -> configure -> commit -> destroy cycles/s against 
     writes/s; attribute reads/s through the mount against the floor; with ``--ndctl``, the wall
     time of ndctl v76.1's CXL suite (../shared/tools/ndctl-tests.sh).
 
-Writes ``--results`` (markdown: machine, date, commit, the table).  Needs root and FUSE (as the
-mount tests); P5's in-process part does not.  Never a test: figures are printed, not asserted.
+Writes ``--results`` (markdown: machine, date, commit, the table, and for a missed P2/P3 goal a
+profile of the daemon's request loop: requests that reached Python, CPU against wall, top
+functions).  Needs root and FUSE (as the mount tests); P5's in-process part does not.  Never a
+test: figures are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -319,6 +321,53 @@ for ((k = 0; k < {runs}; k++)); do onfloor "$CXLSYS_PY" {reader} FREAD; done
     return out
 
 
+# ------------------------------------------------------------------------------------ profiles
+
+OPS = ("getattr", "readdir", "readlink", "open", "read", "write", "poll", "truncate")
+
+
+def _profile(topology: str, script: str, tmp: str, name: str) -> str:
+    """``script`` inside ``cxlsys run`` with the daemon's request loop under cProfile
+    (``CXLSYS_PROFILE``): the FUSE requests that reached Python, the loop's CPU time against the
+    wall time, and the functions it spent it in."""
+    import pstats
+    prof = os.path.join(tmp, f"{name}.prof")
+    env = dict(os.environ, CXLSYS_PROFILE=prof)
+    t0 = time.time()
+    r = subprocess.run([PY, "-m", "cxlsys", "run", "--topology", topology, "--", "bash", "-c", "set -e\n" + script],
+                       cwd=ROOT, capture_output=True, text=True, env=env, timeout=3600, check=False)
+    wall = time.time() - t0
+    if r.returncode or not os.path.exists(prof):
+        return f"### {name}\n\n(profile run failed: {r.returncode})\n"
+    st = pstats.Stats(prof)
+    stats = st.stats          # type: ignore[attr-defined]
+    reqs = {op: sum(v[1] for k, v in stats.items() if k[2] == op and k[0].endswith("fuse_mount/ops.py"))
+            for op in OPS}
+    busy = sum(v[2] for k, v in stats.items() if not (k[2] == "__init__" and k[0].endswith("mfusepy.py")))
+    rows = sorted(((v[2], v[3], v[1], f"{os.path.basename(k[0])}:{k[1]} {k[2]}") for k, v in stats.items()
+                   if not (k[2] == "__init__" and k[0].endswith("mfusepy.py"))), reverse=True)[:12]
+    lines = [f"### {name}", "", f"`{script.strip()}` on {topology}: {wall:.1f} s wall (the whole `cxlsys run`); "
+             f"the request loop spent {busy:.1f} s of CPU in Python (under cProfile, which slows it), the rest it "
+             "waited for the kernel and the callers.", "",
+             "Requests that reached Python: " + ", ".join(f"{op} {n}" for op, n in reqs.items() if n) + ".", "",
+             "| self s | cumulative s | calls | function |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a:.3f} | {c:.3f} | {n} | `{f}` |" for a, c, n, f in rows]
+    return "\n".join(lines) + "\n"
+
+
+def profiles(figs: list, tmp: str) -> str:
+    """Where the time goes, for the goals this run missed (P2, P3)."""
+    missed = {f.key for f in figs if f.met is False}
+    out = []
+    if "P2" in missed:
+        out.append(_profile("cxl_test", "for i in $(seq 20); do cxl list -BPEMDTR -i > /dev/null; done", tmp,
+                            "P2: 20 x cxl list -BPEMDTR -i"))
+    if "P3" in missed:
+        out.append(_profile("large-2t", "daxctl list -D > /dev/null; daxctl online-memory dax0.0 > /dev/null",
+                            tmp, "P3: daxctl list, then online-memory, large-2t"))
+    return "\n".join(out)
+
+
 # ------------------------------------------------------------------------------------ report
 
 def _machine() -> str:
@@ -336,11 +385,12 @@ def _commit() -> str:
     return r.stdout.strip() or "unknown"
 
 
-def report(figs: list, runs: int) -> str:
+def report(figs: list, runs: int, prof: str = "") -> str:
     rows = [HEADER, ["---"] * len(HEADER)] + [f.cells() for f in figs]
     table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    tail = f"\n## Profiles of the missed goals\n\n{prof}" if prof else ""
     return (f"# cxlsys benchmark results\n\n- date: {time.strftime('%Y-%m-%d %H:%M %Z')}\n- commit: {_commit()}\n"
-            f"- machine: {_machine()}\n- runs per figure: {runs} (`tools/bench.sh --runs {runs}`)\n\n{table}\n")
+            f"- machine: {_machine()}\n- runs per figure: {runs} (`tools/bench.sh --runs {runs}`)\n\n{table}\n{tail}")
 
 
 def main(argv=None) -> int:
@@ -350,6 +400,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"), help="the markdown file to write")
     ap.add_argument("--ndctl", metavar="GIT_DIR", default=os.environ.get("NDCTL_GIT_DIR"),
                     help="a pmem/ndctl git dir: also time its v76.1 CXL suite (P5)")
+    ap.add_argument("--no-profile", action="store_true", help="skip the profiles of missed goals")
     a = ap.parse_args(argv)
     if os.geteuid() != 0:
         sys.stderr.write("bench: needs root (cxlsys run in a private mount namespace)\n")
@@ -370,7 +421,8 @@ def main(argv=None) -> int:
                 for f in got:
                     print(" | ".join(f.cells()), flush=True)
                 print(f"  ({key}: {time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-    text = report(figs, a.runs)
+        prof = profiles(figs, tmp) if not a.no_profile else ""
+    text = report(figs, a.runs, prof)
     Path(a.results).parent.mkdir(parents=True, exist_ok=True)
     Path(a.results).write_text(text)
     print(f"\nwritten: {a.results}")

@@ -27,4 +27,7 @@ if ! .venv/bin/python -c "import cxlsys, mfusepy, rich, pyfakefs, pytest, attrs,
     .venv/bin/pip install -q -e '.[dev]'
     touch .venv/.installed
 fi
+# bytecode for the project's own modules, written once here: with PYTHONDONTWRITEBYTECODE set (as
+# in many CI images) every run would compile them again (~0.3 s of each `cxlsys` start)
+.venv/bin/python -m compileall -q cxlsys fuse_mount tools >/dev/null
 echo "setup: ok ($(.venv/bin/python --version), cxl $(cxl version 2>/dev/null || echo missing))"

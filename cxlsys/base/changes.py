@@ -18,9 +18,11 @@ from feature code:
 * ``setattr()``: root's chmod/chown of one node (kernfs keeps those in the node's ``iattr``, so
   they go away with the node: a deleted device's subtree forgets them here too).
 
-Attribute *values* are not tracked per file: ``value_gen`` moves whenever some value may have
-changed (a device field set, an accepted store that is not pure); a cache of contents re-reads
-what it holds and compares (:class:`fuse_mount.ops.SysfsOps` in no_open mode).
+Attribute *values* are not tracked per file.  Each attribute declares what its value depends on
+(:data:`cxlsys.kernfs.CONST` / ``OWN`` / ``ANY``); a cache of contents
+(:meth:`cxlsys.sysfs.Sysfs.read_held`) is told which of the files it holds read differently now:
+``OWN`` ones are compared again only when their owner was touched (or deleted), ``ANY`` ones after
+every report, ``CONST`` ones never (they go with their owner).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class ChangeTracker:
             below = path + "/"
             for p in [p for p in self.iattrs if p == path or p.startswith(below)]:
                 del self.iattrs[p]
-        self._add(EV_DEL, related, path)
+        self._add(EV_DEL, tuple(related) + (dev,), path)    # dev: a cache of its contents forgets them
 
     def setattr(self, path: str, mode=None, uid=None, gid=None) -> None:
         """kernfs_setattr(): root changed the permission bits or owner of the node at ``path``."""

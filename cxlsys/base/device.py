@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Iterable, Optional, Union
 import attrs
 
 from cxlsys.errors import KernelError
-from cxlsys.kernfs import KDir, KFile, KLink, is_pure, pure
+from cxlsys.kernfs import ANY, CONST, OWN, KDir, KFile, KLink, is_pure, pure
 from cxlsys.kstrto import kobject_synth_uevent_parse
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,18 +37,19 @@ class Attr:
     mode: int
     show: Optional[Union[str, Callable]] = None
     store: Optional[Union[str, Callable]] = None
+    scope: str = ANY        # what the value depends on (cxlsys.kernfs CONST / OWN / ANY)
 
 
-def RO(name: str, show: Optional[str] = None) -> Attr:
-    return Attr(name, 0o444, show or f"{name}_show")
+def RO(name: str, show: Optional[str] = None, scope: str = ANY) -> Attr:
+    return Attr(name, 0o444, show or f"{name}_show", scope=scope)
 
 
-def ADMIN_RO(name: str, show: Optional[str] = None) -> Attr:
-    return Attr(name, 0o400, show or f"{name}_show")
+def ADMIN_RO(name: str, show: Optional[str] = None, scope: str = ANY) -> Attr:
+    return Attr(name, 0o400, show or f"{name}_show", scope=scope)
 
 
-def RW(name: str, show: Optional[str] = None, store: Optional[str] = None) -> Attr:
-    return Attr(name, 0o644, show or f"{name}_show", store or f"{name}_store")
+def RW(name: str, show: Optional[str] = None, store: Optional[str] = None, scope: str = ANY) -> Attr:
+    return Attr(name, 0o644, show or f"{name}_show", store or f"{name}_store", scope=scope)
 
 
 def WO(name: str, store: Optional[str] = None) -> Attr:
@@ -59,11 +60,18 @@ def _attr_tuple(items: Iterable[Attr]) -> tuple:
     return tuple(items)
 
 
+_field = attrs.field      # (AttrGroup has a field named attrs)
+
+
 @attrs.define(frozen=True)
 class AttrGroup:
     attrs: tuple = attrs.field(converter=_attr_tuple)
     name: Optional[str] = None
     is_visible: Optional[str] = None   # method name: (attr) -> mode (0 = hidden)
+    modes: tuple = _field(init=False)     # the declared modes (what a group without is_visible shows)
+
+    def __attrs_post_init__(self):
+        object.__setattr__(self, "modes", tuple(a.mode for a in self.attrs))
 
 
 def call(dev, fn, *args):
@@ -83,7 +91,7 @@ def attr_node(owner, a: Attr, mode: int) -> KFile:
     """The kernfs file of attribute ``a`` of ``owner`` (a device, bus or driver)."""
     store = _bound(owner, a.store)
     return KFile(mode, _bound(owner, a.show), store, owner=owner,
-                 pure=is_pure(a.store if callable(a.store) else store))
+                 pure=is_pure(a.store if callable(a.store) else store), scope=a.scope)
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -175,7 +183,9 @@ class Device:
         return out
 
     def _group_shape(self, group: AttrGroup) -> tuple:
-        return tuple(self.attr_mode(group, a) for a in group.attrs)
+        if group.is_visible is None:
+            return group.modes
+        return tuple([call(self, group.is_visible, a) for a in group.attrs])
 
     def _kernfs_shape(self) -> tuple:
         """What ``_kernfs_children`` depends on, without building nodes: visibility, children (the
@@ -223,16 +233,12 @@ class Device:
         return out
 
     def all_groups(self) -> tuple:
-        base: list[Attr] = []
-        if self.has_uevent:
-            base.append(Attr("uevent", 0o644, _uevent_show, _uevent_store))
-        if self.devt is not None:
-            base.append(Attr("dev", 0o444, _dev_show))
-        if self.show_devtype_file:
-            base.append(Attr("devtype", 0o444, _devtype_show))
-            base.append(Attr("modalias", 0o444, _modalias_show))
+        key = (self.has_uevent, self.devt is not None, self.show_devtype_file)
+        base = _BASE_GROUPS.get(key)
+        if base is None:
+            base = _BASE_GROUPS[key] = (AttrGroup(_base_attrs(*key)),)
         drv = tuple(self.driver.dev_groups(self)) if self.driver is not None else ()
-        return (AttrGroup(base),) + tuple(self.groups) + drv
+        return base + tuple(self.groups) + drv
 
     def group_visible(self, group: AttrGroup) -> bool:
         """A named group's directory exists unless the whole group is hidden (SYSFS_GROUP_INVISIBLE)."""
@@ -262,6 +268,22 @@ class Device:
         while self.devres:
             fn, _ = self.devres.pop()
             fn()
+
+
+_BASE_GROUPS: dict = {}      # (uevent, dev, devtype+modalias) -> the core's attribute group
+
+
+def _base_attrs(uevent: bool, dev: bool, devtype: bool) -> list:
+    """The attributes the driver core gives every device (device_add_attrs, dev_attr_uevent/dev)."""
+    out = []
+    if uevent:
+        out.append(Attr("uevent", 0o644, _uevent_show, _uevent_store, scope=OWN))
+    if dev:
+        out.append(Attr("dev", 0o444, _dev_show, scope=OWN))
+    if devtype:
+        out.append(Attr("devtype", 0o444, _devtype_show, scope=CONST))
+        out.append(Attr("modalias", 0o444, _modalias_show, scope=OWN))
+    return out
 
 
 def _uevent_show(dev: Device) -> str:

@@ -57,6 +57,11 @@ class FwUploadOps:
     def poll_complete(self) -> int:
         raise NotImplementedError
 
+    def device_time(self) -> float:
+        """Seconds the device spent on the ->write() calls since the last ask (a mock that sleeps
+        per transfer): the worker yields for that long, as the kernel's would be blocked."""
+        return 0.0
+
     def cancel(self) -> None:
         raise NotImplementedError
 
@@ -189,8 +194,9 @@ class FwUpload(Device):
             self.progress = FW_UPLOAD_PROG_TRANSFERRING
             self.offset = 0
         if self.progress == FW_UPLOAD_PROG_TRANSFERRING:
+            busy = 0.0
             for _ in range(FW_UPLOAD_WRITES_PER_TICK):
-                if not self.remaining_size:
+                if not self.remaining_size or busy >= FW_UPLOAD_TICK_S:
                     break
                 ret, written = self.ops.write(self.data or b"", self.offset, self.remaining_size)
                 if ret != FW_UPLOAD_ERR_NONE or not written:
@@ -202,8 +208,9 @@ class FwUpload(Device):
                     return
                 self.remaining_size -= written
                 self.offset += written
+                busy += self.ops.device_time()
             if self.remaining_size:
-                self._queue(FW_UPLOAD_TICK_S)
+                self._queue(max(FW_UPLOAD_TICK_S, busy))
                 return
             self.progress = FW_UPLOAD_PROG_PROGRAMMING
             ret = self.ops.poll_complete()

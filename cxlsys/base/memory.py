@@ -17,6 +17,7 @@ import attrs
 from cxlsys.base.bus import Bus
 from cxlsys.base.device import RO, RW, AttrGroup, Device, device_add
 from cxlsys.errors import KernelError
+from cxlsys.kernfs import CONST, OWN
 from cxlsys.kstrto import kstrtobool, strip_newline
 
 if TYPE_CHECKING:  # pragma: no cover - forward declaration (mm/memory_hotplug.c sits above this file)
@@ -42,8 +43,8 @@ class MemoryBlock(Device):
     unmovable: bool = False                                  # holds unmovable pages: offline fails EBUSY
     memmap_on_memory: bool = False                           # its memmap lives in its own first pages
 
-    groups = (AttrGroup([RO("phys_index"), RW("state"), RO("phys_device"), RO("removable"),
-                         RO("valid_zones"), RW("online")]),)
+    groups = (AttrGroup([RO("phys_index", scope=CONST), RW("state", scope=OWN), RO("phys_device", scope=CONST),
+                         RO("removable", scope=CONST), RO("valid_zones"), RW("online", scope=OWN)]),)
 
     @property
     def start(self) -> int:

@@ -141,6 +141,9 @@ def cmd_umount(args) -> int:
         if os.path.exists(ctl):
             _stale_socket(ctl, "umount")
         return 0
+    kernel = os.path.join(mp, "kernel")          # the daemon's /sys/kernel mount (tracefs, debugfs) first
+    if mounts.mount_state(kernel) is not None:
+        subprocess.call(["fusermount3", "-u", kernel])
     rc = subprocess.call(["fusermount3", "-u", mp])
     deadline = time.time() + 10
     while mounts.mount_state(mp) is not None and time.time() < deadline:

@@ -420,7 +420,7 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
             mount("/dev", hostdev, None, MS_BIND | MS_REC)
             mount("tmpfs", "/dev", "tmpfs", 0, "mode=755")
             _populate_dev(hostdev, "/dev")
-            mount(mnt, "/sys", None, MS_BIND)
+            mount(mnt, "/sys", None, MS_BIND | MS_REC)     # with the /sys/kernel mount on it
             tracing = _mount_tracing(mnt)
             for f in PROC_FILES:         # the model's /proc/meminfo and /proc/iomem
                 mount(os.path.join(mnt, CXLSYS_DIR, "proc", f), f"/proc/{f}", None, MS_BIND)

@@ -165,6 +165,9 @@ class CxlMailbox:
     host: object = attrs.field(default=None, repr=False)     # the device whose drvdata owns it
     payload_size: int = 4096
     mbox_send: Callable[[CxlMboxCmd], int] = attrs.field(repr=False, default=lambda cmd: -errno.EOPNOTSUPP)
+    # seconds of device time the commands sent took since the last call (the cxl_test mock sleeps in
+    # some: mock_transfer_fw); what a worker that sends many of them waits for in the model
+    device_time: Callable[[], float] = attrs.field(repr=False, default=lambda: 0.0)
     enabled_cmds: set = attrs.field(factory=set)      # command ids (enum cxl_mem_cmd_id) the CEL enabled
     exclusive_cmds: set = attrs.field(factory=set)    # ids the kernel holds for itself right now
 

@@ -377,6 +377,11 @@ def _padded(b: bytes, n: int) -> bytes:
 
 # ------------------------------------------------------------------ the device
 
+# mem.c mock_transfer_fw(): usleep_range(1500, 2000) per slice, so a 16 MiB upload takes seconds
+# (what cxl-update-firmware.sh relies on to cancel one in flight)
+MOCK_TRANSFER_FW_S = 0.00175
+
+
 @attrs.define(eq=False, kw_only=True)
 class MockMem:
     """struct cxl_mockmem_data + cxl_mock_mbox_send: one mock memory device's mailbox state."""
@@ -398,6 +403,7 @@ class MockMem:
     fw_slot: int = 2
     fw_staged: int = 0
     fw_size: int = 0
+    busy_s: float = 0.0      # device time its commands took since the caller last asked (device_time())
     security_state: int = 0
     user_pass: bytes = attrs.field(default=bytes(NVDIMM_PASSPHRASE_LEN), repr=False)
     master_pass: bytes = attrs.field(default=bytes(NVDIMM_PASSPHRASE_LEN), repr=False)
@@ -477,6 +483,11 @@ class MockMem:
         return hashlib.sha256(_padded(bytes(self.fw), self.fw_size)).hexdigest()
 
     # ----- the mailbox
+    def device_time(self) -> float:
+        """The time the device slept in commands since the last call (then zero again)."""
+        t, self.busy_s = self.busy_s, 0.0
+        return t
+
     def mbox_send(self, cmd: CxlMboxCmd) -> int:
         """cxl_mock_mbox_send(): 0 (``cmd.return_code`` set) or a negative errno."""
         handler = self._handlers.get(cmd.opcode)
@@ -962,6 +973,7 @@ class MockMem:
         if len(self.fw) < offset + len(data):
             self.fw.extend(bytes(offset + len(data) - len(self.fw)))
         self.fw[offset:offset + len(data)] = data
+        self.busy_s += MOCK_TRANSFER_FW_S
         return 0
 
     def mock_activate_fw(self, cmd: CxlMboxCmd) -> int:
@@ -1117,6 +1129,7 @@ def cxl_mock_mem_probe(pdev: Device, info: MemdevInfo, hdm: Any) -> Any:
     if mock.on_background_done is None:
         mock.on_background_done = mds.on_background_done      # the "background command done" irq
     mds.mbox.mbox_send = mock.mbox_send
+    mds.mbox.device_time = mock.device_time
     mds.mbox.payload_size = mock.payload_size
     mds.serial = info.serial
     mds.rcd = bool(info.rcd)

@@ -47,7 +47,7 @@ import importlib
 import re
 import struct
 from collections import deque
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Union
 
 import attrs
 
@@ -670,13 +670,21 @@ HEADER_EVENT = (
 
 
 # ================================================================ tasks
-@attrs.frozen
+@attrs.define
 class Task:
-    """What an event is charged to: ``current``'s pid and comm, and the CPU it runs on."""
+    """What an event is charged to: ``current``'s pid and comm, and the CPU it runs on.  ``comm``
+    may be given as a function, asked (once) only when an event is charged: most requests emit
+    none, and finding a task's name costs a read of /proc."""
 
     pid: int = 0
-    comm: str = "<idle>"
+    comm_: Union[str, Callable[[], str]] = attrs.field(default="<idle>", alias="comm")
     cpu: int = 0
+
+    @property
+    def comm(self) -> str:
+        if callable(self.comm_):
+            self.comm_ = self.comm_()[:15]
+        return self.comm_
 
 
 # ================================================================ trace arrays
@@ -1013,12 +1021,12 @@ class Tracing:
 
     # ------------------------------------------------------------------ current task
     @contextlib.contextmanager
-    def current(self, pid: int, comm: str, cpu: int = 0):
+    def current(self, pid: int, comm: Union[str, Callable[[], str]], cpu: int = 0):
         """Charge the events emitted inside to this task (the FUSE request's caller).  Holds the
         system lock throughout: requests served on other threads (the control socket's ioctls)
         wait, as their state changes would anyway, so each event is charged to its own caller."""
         with self.sys.lock:
-            old, self.task = self.task, Task(pid=pid, comm=comm[:15], cpu=cpu)
+            old, self.task = self.task, Task(pid=pid, comm=comm if callable(comm) else comm[:15], cpu=cpu)
             try:
                 yield self.task
             finally:

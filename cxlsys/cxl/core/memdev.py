@@ -455,6 +455,9 @@ class CxlFwUploadOps(FwUploadOps):
             self._log(f"Error aborting FW transfer: {-e.errno}")
         return FW_UPLOAD_ERR_CANCELED
 
+    def device_time(self) -> float:
+        return self.mds.mbox.device_time()
+
     def prepare(self, data: bytes, size: int) -> int:
         mds = self.mds
         if not size:

@@ -1,0 +1,55 @@
+"""fuse_mount.ops.Invalidator: the request loop never waits for ever on a page lock.
+
+Invalidations run on helper threads; the loop waits for them at most ``patience`` seconds.  A
+fake libfuse stands in: one path's invalidation blocks (as ``fuse_invalidate_path`` does while a
+READ of that page waits in the loop's own queue) until the test releases it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+ops = pytest.importorskip("fuse_mount.ops")
+
+
+class FakeLib:
+    def __init__(self, blocked: bytes = b""):
+        self.done: list = []
+        self.blocked = blocked
+        self.release = threading.Event()
+
+    def fuse_invalidate_path(self, ptr, path: bytes) -> int:
+        if path == self.blocked:
+            self.release.wait(30)
+        self.done.append(path)
+        return 0
+
+
+def test_every_path_is_invalidated_before_run_returns_and_the_written_file_last(monkeypatch):
+    lib = FakeLib()
+    monkeypatch.setattr(ops, "_lib", lib)
+    inv = ops.Invalidator(lambda: 1, threads=3)
+    inv.run([f"devices/d{i}" for i in range(20)], last="devices/w/state")
+    assert len(lib.done) == 21 and lib.done[-1] == b"/devices/w/state"
+    assert set(lib.done[:-1]) == {f"/devices/d{i}".encode() for i in range(20)}
+    assert inv.count == 21 and inv.late == 0
+
+
+def test_a_blocked_invalidation_costs_patience_not_a_hang(monkeypatch):
+    lib = FakeLib(blocked=b"/devices/locked")
+    monkeypatch.setattr(ops, "_lib", lib)
+    inv = ops.Invalidator(lambda: 1, threads=2, patience=0.05)
+    inv.run(["devices/locked", "devices/other"])          # returns: the lock holder is the loop's next request
+    assert inv.late == 1 and b"/devices/other" in lib.done and b"/devices/locked" not in lib.done
+    lib.release.set()                                     # the READ was served: the helper finishes on its own
+    inv.run(["devices/after"])
+    assert b"/devices/after" in lib.done
+
+
+def test_a_mount_below_a_prefix_gets_its_own_paths_only(monkeypatch):
+    lib = FakeLib()
+    monkeypatch.setattr(ops, "_lib", lib)
+    inv = ops.Invalidator(lambda: 1, prefix="kernel")
+    inv.run(["kernel/tracing/instances/foo", "devices/system/memory/memory0", "kernelx/y", "kernel"])
+    assert sorted(lib.done) == [b"/", b"/tracing/instances/foo"]
