@@ -120,11 +120,8 @@ class Device:
         """Every field assignment of a registered device is reported to the change tracker: its
         directory (attribute visibility, links) and values may have changed."""
         object.__setattr__(self, name, value)
-        try:
-            if self.registered:
-                self.sys.changes.touch(self)
-        except AttributeError:      # during __init__, before 'registered' is set
-            pass
+        if getattr(self, "registered", False):      # (unset during __init__)
+            self.sys.changes.touch(self)
 
     # ----- identity and paths -------------------------------------------------
     @property
