@@ -50,10 +50,10 @@ class Invalidator:
     Dropping a file's cached pages waits for each page's lock.  A page is locked while a READ of
     it is on its way to this daemon, or while a write(2) that did not find it cached waits for our
     WRITE reply; the request loop is single threaded, so it must never wait for a lock only its
-    own next reply releases.  It hands the paths to helpers and waits for them, at most
-    ``patience`` seconds: a helper still busy then waits for such a lock, and a page locked for
-    that reason holds nothing stale (it is not up to date: the next read asks the daemon).  The
-    helper finishes on its own once the lock is released."""
+    own next reply releases.  It hands the paths to helpers and waits for them as long as they
+    make progress: when none finished one for ``patience`` seconds, the ones still busy wait for
+    such a lock, and a page locked for that reason holds nothing stale (it is not up to date: the
+    next read asks the daemon).  A helper finishes on its own once the lock is released."""
 
     def __init__(self, fuse_ptr_of: Callable[[], Optional[int]], prefix: str = "", threads: int = 4,
                  patience: float = 0.1):
@@ -92,9 +92,8 @@ class Invalidator:
             for m in todo:
                 self._q.put((m, done))
             self.count += len(todo)
-            deadline = time.monotonic() + self.patience
-            for _ in todo:
-                if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            for _ in todo:           # patience is for progress: a big batch takes what it takes
+                if not done.acquire(timeout=self.patience):
                     self.late += 1
                     break
 

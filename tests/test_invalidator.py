@@ -7,6 +7,7 @@ READ of that page waits in the loop's own queue) until the test releases it."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -45,6 +46,22 @@ def test_a_blocked_invalidation_costs_patience_not_a_hang(monkeypatch):
     lib.release.set()                                     # the READ was served: the helper finishes on its own
     inv.run(["devices/after"])
     assert b"/devices/after" in lib.done
+
+
+def test_a_big_batch_is_waited_for_whatever_it_takes(monkeypatch):
+    """Unbinding kmem from a 2 TiB device forgets ~100 000 entries: patience bounds a wait that
+    makes no progress, not the batch (daxctl checks the driver link right after its unbind)."""
+    lib = FakeLib()
+    slow = lib.fuse_invalidate_path
+
+    def each(ptr, path):
+        time.sleep(0.001)               # a notify that takes its time in the kernel
+        return slow(ptr, path)
+    monkeypatch.setattr(lib, "fuse_invalidate_path", each)
+    monkeypatch.setattr(ops, "_lib", lib)
+    inv = ops.Invalidator(lambda: 1, threads=2, patience=0.05)
+    inv.run([f"devices/system/memory/memory{i}" for i in range(300)], last="bus/dax/drivers/kmem/unbind")
+    assert inv.late == 0 and len(lib.done) == 301 and lib.done[-1] == b"/bus/dax/drivers/kmem/unbind"
 
 
 def test_a_mount_below_a_prefix_gets_its_own_paths_only(monkeypatch):

@@ -14,7 +14,8 @@ from cxlsys import fuzz
 from cxlsys.fuzz import Generator, RandomChooser, Runner, scope_violations, scoped_values, write
 from cxlsys.kernfs import CONST, OWN
 
-CASES = [("cxl_test", 0, 150), ("cxl_test", 1, 150), ("cxl_test", 2, 150), ("qemu-hdm-db", 0, 100), ("bi-direct", 0, 100)]
+CASES = [("cxl_test", 0, 150), ("cxl_test", 1, 150), ("cxl_test", 2, 150), ("qemu-hdm-db", 0, 100),
+         ("bi-direct", 0, 100)]
 
 
 def _run(fs, ops) -> list:
