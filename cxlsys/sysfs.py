@@ -423,12 +423,7 @@ class Sysfs:
             return self._call(f"read of /sys/{path.strip('/')}", node.read, offset,
                               node.size - offset if size is None else size)
         assert node.show is not None
-        try:
-            data = node.show().encode("utf-8", "surrogateescape")
-        except KernelError:
-            raise
-        except Exception as e:
-            raise self._internal(f"read of /sys/{path.strip('/')}", e) from e
+        data = self._call(f"read of /sys/{path.strip('/')}", node.show).encode("utf-8", "surrogateescape")
         return data[offset:] if size is None else data[offset:offset + size]
 
     def read_held(self, path: str, offset: int, size: int) -> bytes:
@@ -440,11 +435,10 @@ class Sysfs:
             self._refresh()
             node = self._file(path)
             binary = isinstance(node, KBinFile)
+            # a text attribute is rendered whole (what is held), a binary one read as asked
             data = self._read_node(path, node, offset, size) if binary else self._read_node(path, node, 0, None)
             p = path.strip("/")
-            if p in self._held:
-                self._unhold(p)
-                self._contents.discard(p)
+            self._release(p)
             self._held[p] = (node, None if binary else data)
             if binary or node.scope == ANY:
                 self._held_any.add(p)
@@ -456,12 +450,15 @@ class Sysfs:
         """The adapter's cache no longer holds ``path`` (it was written through that cache, which
         took the written bytes); whether it held it."""
         with self.sys.lock:
-            p = path.strip("/")
-            if p not in self._held:
-                return False
-            self._unhold(p)
-            self._contents.discard(p)
-            return True
+            return self._release(path.strip("/"))
+
+    def _release(self, p: str) -> bool:
+        """Forget that ``p`` is held, without reporting it changed (the adapter knows)."""
+        if p not in self._held:
+            return False
+        self._unhold(p)
+        self._contents.discard(p)
+        return True
 
     def value_scope(self, path: str) -> tuple:
         """(scope, owner) the text attribute at ``path`` declares (:data:`cxlsys.kernfs.CONST`,

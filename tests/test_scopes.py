@@ -69,9 +69,5 @@ def test_a_wrong_declaration_is_caught(monkeypatch):
         scope, owner = real(path)
         return (CONST, owner) if path.endswith("/state") else (scope, owner)
     monkeypatch.setattr(fs, "value_scope", lying)
-    before = scoped_values(fs)
-    gen0 = fs.sys.changes.gen
-    fs.write(f"{blk}/state", b"online_movable")
-    cs = fs.sys.changes.since(gen0)
-    bad = scope_violations(before, scoped_values(fs), cs.owners, cs.everything)
+    bad = _run(fs, [write(f"{blk}/state", "online_movable")])
     assert any(f"{blk}/state: declared const" in b for b in bad), bad

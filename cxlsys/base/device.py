@@ -182,7 +182,7 @@ class Device:
     def _group_shape(self, group: AttrGroup) -> tuple:
         if group.is_visible is None:
             return group.modes
-        return tuple([call(self, group.is_visible, a) for a in group.attrs])
+        return tuple([self.attr_mode(group, a) for a in group.attrs])
 
     def _kernfs_shape(self) -> tuple:
         """What ``_kernfs_children`` depends on, without building nodes: visibility, children (the

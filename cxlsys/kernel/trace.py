@@ -683,8 +683,8 @@ class Task:
     @property
     def comm(self) -> str:
         if callable(self.comm_):
-            self.comm_ = self.comm_()[:15]
-        return self.comm_
+            self.comm_ = self.comm_()
+        return self.comm_[:15]          # TASK_COMM_LEN - 1
 
 
 # ================================================================ trace arrays
@@ -1026,7 +1026,7 @@ class Tracing:
         system lock throughout: requests served on other threads (the control socket's ioctls)
         wait, as their state changes would anyway, so each event is charged to its own caller."""
         with self.sys.lock:
-            old, self.task = self.task, Task(pid=pid, comm=comm if callable(comm) else comm[:15], cpu=cpu)
+            old, self.task = self.task, Task(pid=pid, comm=comm, cpu=cpu)
             try:
                 yield self.task
             finally:
