@@ -140,6 +140,7 @@ class Sysfs:
         self._held_by_owner: dict = {}        # id(owner) -> set of paths
         self._held_any: set = set()
         self._contents: set = set()           # held files that read differently since the last sync()
+        self._released: dict = {}             # path -> how many times its held contents were let go
 
     # ------------------------------------------------------------------ change tracking
     def _refresh(self) -> None:
@@ -219,6 +220,7 @@ class Sysfs:
     def _unhold(self, path: str) -> None:
         node, _ = self._held.pop(path)
         self._contents.add(path)
+        self._released[path] = self._released.get(path, 0) + 1
         if isinstance(node, KBinFile) or node.scope == ANY:
             self._held_any.discard(path)
         else:
@@ -451,6 +453,17 @@ class Sysfs:
         took the written bytes); whether it held it."""
         with self.sys.lock:
             return self._release(path.strip("/"))
+
+    def held_stamp(self, path: str) -> tuple:
+        """(length, generation) of the file at ``path`` for an adapter's cache: the length of the
+        text contents it holds (None: it holds none, or binary ones) and how many times held
+        contents of it were let go (changed, written, or vanished with their owner).  A FUSE mount
+        answers GETATTR with them as size and mtime: the kernel keeps its cached pages while both
+        are what it saw and drops them itself when either moved."""
+        p = path.strip("/")
+        with self.sys.lock:
+            held = self._held.get(p)
+            return (None if held is None or held[1] is None else len(held[1]), self._released.get(p, 0))
 
     def _release(self, p: str) -> bool:
         """Forget that ``p`` is held, without reporting it changed (the adapter knows)."""

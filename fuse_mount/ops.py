@@ -81,21 +81,20 @@ class Invalidator:
             return b"/" + path[len(self._prefix) + 1:].encode()
         return None
 
-    def run(self, paths, last: Optional[str] = None) -> None:
-        """Invalidate ``paths`` (model paths), then ``last`` (the file just written: its page may be
-        locked by that very write, so it goes alone after the others are done)."""
-        for batch in (paths, [last] if last is not None else []):
-            todo = [m for m in (self._mine(p) for p in batch) if m is not None]
-            if not todo:
-                continue
-            done = threading.Semaphore(0)
-            for m in todo:
-                self._q.put((m, done))
-            self.count += len(todo)
-            for _ in todo:           # patience is for progress: a big batch takes what it takes
-                if not done.acquire(timeout=self.patience):
-                    self.late += 1
-                    break
+    def run(self, paths) -> None:
+        """Invalidate ``paths`` (model paths); return once every one is done, or once none
+        finished for ``patience`` seconds (those wait for a lock the loop's next reply releases)."""
+        todo = [m for m in (self._mine(p) for p in paths) if m is not None]
+        if not todo:
+            return
+        done = threading.Semaphore(0)
+        for m in todo:
+            self._q.put((m, done))
+        self.count += len(todo)
+        for _ in todo:           # patience is for progress: a big batch takes what it takes
+            if not done.acquire(timeout=self.patience):
+                self.late += 1
+                break
 
 
 class SysfsOps(mfusepy.Operations):
@@ -162,9 +161,17 @@ class SysfsOps(mfusepy.Operations):
     def _sync_one(self, written: Optional[str]) -> None:
         with self.sys.lock:
             ch = self.fs.sync()
-            rewritten = written is not None and self.kernel_cache and self.fs.release_held(written)
+            contents = ch.contents
+            if written is not None and self.kernel_cache:
+                # The written file's cached page took the written bytes, but the kernel marked its
+                # attributes stale as the write ended (fuse_write_update_attr): the next read asks
+                # GETATTR first, whose size/mtime (held_stamp) then differ from what it cached, and
+                # it drops the page itself.  Nothing to invalidate here — and nothing could be: its
+                # page may be locked by this very write until the reply.
+                self.fs.release_held(written)
+                contents = contents - {written}
         if self.cache and self.fuse_ptr:
-            self.inval.run(ch.stale | ch.contents, written if rewritten else None)
+            self.inval.run(ch.stale | contents)
         if ch.notified:
             with self._pollers_lock:
                 woken = [ph for p in ch.notified for ph in self._pollers.pop(p, ())]
@@ -181,7 +188,9 @@ class SysfsOps(mfusepy.Operations):
         if e.kind == S_DIR:
             st.update(st_mode=stat.S_IFDIR | e.mode, st_nlink=2, st_size=0)
         elif e.kind == S_FILE:
-            st.update(st_mode=stat.S_IFREG | e.mode, st_size=ATTR_FILE_SIZE)
+            size, gen = self.fs.held_stamp(path) if self.kernel_cache else (None, 0)
+            st.update(st_mode=stat.S_IFREG | e.mode, st_size=ATTR_FILE_SIZE if size is None else size,
+                      st_mtime=self.t0 + gen)
         else:
             st.update(st_mode=stat.S_IFLNK | 0o777, st_size=len(self.fs.readlink(path)))
         return st
