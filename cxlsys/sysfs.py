@@ -71,6 +71,7 @@ class Sync:
     values: bool                 # some attribute value may have changed
     notified: frozenset = frozenset()   # files sysfs_notify()'d: wake their poll(2)ers
     contents: frozenset = frozenset()   # files read with read_held() that read differently now
+    appeared: frozenset = frozenset()   # names new in a listing served (a cache of "no such entry" forgets them)
 
 
 def _entry(node, ia: Optional[dict] = None) -> Entry:
@@ -132,6 +133,7 @@ class Sysfs:
         self._entries: dict = {}       # (path, follow) -> Entry: what lookup()/stat() answered
         self._seen = system.changes.gen
         self._stale: set = set()
+        self._appeared: set = set()
         self._flags = [False, False, False]   # shape, devices, values since the last sync()
         self._notified: set = set()           # paths sysfs_notify()'d since the last sync()
         # read_held(): path -> (node, contents served; None for a binary attribute); indexed by
@@ -141,6 +143,7 @@ class Sysfs:
         self._held_any: set = set()
         self._contents: set = set()           # held files that read differently since the last sync()
         self._released: dict = {}             # path -> how many times its held contents were let go
+        self._relisted: dict = {}             # dir path -> how many times a listing served of it changed
 
     # ------------------------------------------------------------------ change tracking
     def _refresh(self) -> None:
@@ -180,12 +183,17 @@ class Sysfs:
             self._shapes[path] = shape
             new = self._listings[path] = node.children()
             self._resolved_stale()
+            changed = False
             for name, n in old.items():
                 m = new.get(name)
                 if m is None or m.sig() != n.sig():
                     self._forget(f"{path}/{name}" if path else name)
+                    changed = True
             if new.keys() != old.keys():
-                self._flags[0] = True
+                self._flags[0] = changed = True
+                self._appeared.update(f"{path}/{name}" if path else name for name in new.keys() - old.keys())
+            if changed:
+                self._relisted[path] = self._relisted.get(path, 0) + 1
 
     def _check_held(self, cs) -> None:
         """Which held contents may read differently after the reports ``cs``: every file when the
@@ -250,6 +258,7 @@ class Sysfs:
         self._shapes.pop(path, None)
         kids = self._listings.pop(path, None)
         if kids is not None:
+            self._relisted[path] = self._relisted.get(path, 0) + 1
             self._stale.update(f"{path}/{name}" if path else name for name in kids)
         for sub in self._below.pop(path, ()):
             self._drop(sub)
@@ -263,8 +272,9 @@ class Sysfs:
             for p in self._stale & self._held.keys():
                 self._unhold(p)             # an entry to forget: the adapter drops its contents too
             out = Sync(frozenset(self._stale), shape, devices, values, frozenset(self._notified),
-                       frozenset(self._contents - self._stale))
+                       frozenset(self._contents - self._stale), frozenset(self._appeared))
             self._stale = set()
+            self._appeared = set()
             self._notified = set()
             self._contents = set()
             self._flags = [False, False, False]
@@ -464,6 +474,13 @@ class Sysfs:
         with self.sys.lock:
             held = self._held.get(p)
             return (None if held is None or held[1] is None else len(held[1]), self._released.get(p, 0))
+
+    def listing_stamp(self, path: str) -> int:
+        """How many times a listing this projection served of the directory at ``path`` changed
+        (names, kinds, modes, link targets) or was dropped: a FUSE mount answers it as the
+        directory's mtime, which the kernel compares before it lists from its cache."""
+        with self.sys.lock:
+            return self._relisted.get(path.strip("/"), 0)
 
     def _release(self, p: str) -> bool:
         """Forget that ``p`` is held, without reporting it changed (the adapter knows)."""

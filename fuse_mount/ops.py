@@ -19,6 +19,7 @@ import mfusepy  # noqa: E402
 from cxlsys.errors import KernelError  # noqa: E402
 from cxlsys.sysfs import S_DIR, S_FILE, Sysfs  # noqa: E402
 from fuse_mount.client import task_comm  # noqa: E402
+from fuse_mount.wire import WireTap  # noqa: E402
 
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23
 ATTR_FILE_SIZE = 4096
@@ -30,6 +31,12 @@ _lib.fuse_invalidate_path.restype = ctypes.c_int
 _lib.fuse_notify_poll.argtypes = [ctypes.c_void_p]
 _lib.fuse_notify_poll.restype = ctypes.c_int
 _lib.fuse_pollhandle_destroy.argtypes = [ctypes.c_void_p]
+_lib.fuse_get_session.argtypes = [ctypes.c_void_p]
+_lib.fuse_get_session.restype = ctypes.c_void_p
+_lib.fuse_session_fd.argtypes = [ctypes.c_void_p]
+_lib.fuse_session_custom_io.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+_lib.fuse_lowlevel_notify_inval_entry.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t]
+_lib.fuse_lowlevel_notify_inval_entry.restype = ctypes.c_int
 POLL_DEFAULT = select.POLLIN | select.POLLOUT | select.POLLRDNORM | select.POLLWRNORM
 POLL_NOTIFIED = select.POLLERR | select.POLLPRI     # kernfs: the attribute was sysfs_notify()'d
 
@@ -68,10 +75,14 @@ class Invalidator:
 
     def _work(self) -> None:
         while True:
-            path, done = self._q.get()
+            what, done = self._q.get()
             ptr = self._fuse()
             if ptr:
-                _lib.fuse_invalidate_path(ptr, path)
+                if isinstance(what, bytes):
+                    _lib.fuse_invalidate_path(ptr, what)
+                else:                       # (parent node id, name): a dentry, maybe a negative one
+                    parent, name = what
+                    _lib.fuse_lowlevel_notify_inval_entry(_lib.fuse_get_session(ptr), parent, name, len(name))
             done.release()
 
     def _mine(self, path: str) -> Optional[bytes]:
@@ -81,10 +92,13 @@ class Invalidator:
             return b"/" + path[len(self._prefix) + 1:].encode()
         return None
 
-    def run(self, paths) -> None:
-        """Invalidate ``paths`` (model paths); return once every one is done, or once none
-        finished for ``patience`` seconds (those wait for a lock the loop's next reply releases)."""
-        todo = [m for m in (self._mine(p) for p in paths) if m is not None]
+    def run(self, paths, entries=()) -> None:
+        """Invalidate ``paths`` (model paths: an inode's attributes and pages) and ``entries``
+        ((parent node id, name): dentries, negative ones too); return once every one is done, or
+        once none finished for ``patience`` seconds (those wait for a lock the loop's next reply
+        releases: a page's, or the parent directory's while a LOOKUP in it waits for us)."""
+        todo: list = [m for m in (self._mine(p) for p in paths) if m is not None]
+        todo += [(parent, os.fsencode(name)) for parent, name in entries]
         if not todo:
             return
         done = threading.Semaphore(0)
@@ -121,6 +135,9 @@ class SysfsOps(mfusepy.Operations):
         self._seen: dict = {}              # open handle -> the kernfs event count it has seen
         self._next_fh = 0
         self.fuse_ptr = None
+        # kernel_cache: the FUSE wire is tapped for the kernel's node ids, so that negative lookups
+        # can be cached and forgotten exactly (fuse_mount/wire.py); None until INIT installed it
+        self.tap: Optional[WireTap] = None
         self.fs.sync()
         self.t0 = int(time.time() * 1e9)
         self.uid = 0
@@ -144,6 +161,11 @@ class SysfsOps(mfusepy.Operations):
             config.attr_timeout = t
             config.negative_timeout = 0.0
             config.kernel_cache = 0
+            if self.kernel_cache and self.fuse_ptr and not os.environ.get("CXLSYS_NO_NEGATIVE"):
+                tap = WireTap(lambda p: self.fs.lookup(p) is not None, self.sys.lock, self.prefix)
+                if tap.install(_lib, self.fuse_ptr):
+                    self.tap = tap
+                    config.negative_timeout = t
         if conn is not None and self.cache and conn.capable & FUSE_CAP_CACHE_SYMLINKS:
             conn.want |= FUSE_CAP_CACHE_SYMLINKS
         if self.on_init is not None:
@@ -161,6 +183,14 @@ class SysfsOps(mfusepy.Operations):
     def _sync_one(self, written: Optional[str]) -> None:
         with self.sys.lock:
             ch = self.fs.sync()
+            # decided under the model's lock, which the wire tap holds while it sends a LOOKUP reply
+            entries: list = []
+            listings: set = set()
+            if self.tap is not None:
+                entries = self.tap.entry_targets(ch.appeared, ch.stale)
+                # directories the kernel lists from its cache (FOPEN_CACHE_DIR): those whose
+                # listing changed drop it (their mtime, listing_stamp, moved too)
+                listings = {p.rpartition("/")[0] for p in ch.appeared | ch.stale}
             contents = ch.contents
             if written is not None and self.kernel_cache:
                 # The written file's cached page took the written bytes, but the kernel marked its
@@ -171,7 +201,7 @@ class SysfsOps(mfusepy.Operations):
                 self.fs.release_held(written)
                 contents = contents - {written}
         if self.cache and self.fuse_ptr:
-            self.inval.run(ch.stale | contents)
+            self.inval.run(ch.stale | contents | listings, entries)
         if ch.notified:
             with self._pollers_lock:
                 woken = [ph for p in ch.notified for ph in self._pollers.pop(p, ())]
@@ -186,7 +216,8 @@ class SysfsOps(mfusepy.Operations):
         st = dict(st_uid=self.uid if e.uid is None else e.uid, st_gid=self.gid if e.gid is None else e.gid,
                   st_atime=self.t0, st_mtime=self.t0, st_ctime=self.t0, st_nlink=1)
         if e.kind == S_DIR:
-            st.update(st_mode=stat.S_IFDIR | e.mode, st_nlink=2, st_size=0)
+            st.update(st_mode=stat.S_IFDIR | e.mode, st_nlink=2, st_size=0,
+                      st_mtime=self.t0 + self.fs.listing_stamp(path) if self.tap is not None else self.t0)
         elif e.kind == S_FILE:
             size, gen = self.fs.held_stamp(path) if self.kernel_cache else (None, 0)
             st.update(st_mode=stat.S_IFREG | e.mode, st_size=ATTR_FILE_SIZE if size is None else size,

@@ -109,6 +109,44 @@ def test_changes_are_visible_immediately():
     assert out[6:] == ["0", "notarget1", "2", "target1", "deleted", "region3"]
 
 
+def test_cached_listings_and_negative_entries_follow_the_model():
+    """The kernel keeps listings (FOPEN_CACHE_DIR) and "no such entry" answers (negative dentries,
+    fuse_mount/wire.py): each is forgotten the moment the model changes it — also below a
+    directory that vanished and came back under the same name."""
+    script = r'''
+    d=/sys/bus/cxl/devices
+    n=$(cat $d/decoder0.3/create_pmem_region)
+    ls $d | grep -qx $n || echo unlisted
+    test -e $d/$n || echo absent
+    echo $n > $d/decoder0.3/create_pmem_region
+    ls $d | grep -qx $n && echo listed
+    test -e $d/$n/target1 || echo notarget1
+    ls $d/$n | grep -qx target1 || echo target1_unlisted
+    cat $d/$n/interleave_ways
+    echo $n > $d/decoder0.3/delete_region
+    ls $d | grep -qx $n || echo unlisted
+    cat $d/$n/interleave_ways 2>/dev/null || echo gone
+    test -e $d/$n/target1 || echo notarget1
+    echo $n > $d/decoder0.3/create_pmem_region
+    test -e $d/$n/target1 || echo notarget1
+    echo 2 > $d/$n/interleave_ways
+    test -e $d/$n/target1 && echo target1
+    ls $d/$n | grep -qx target1 && echo target1_listed
+    ls $d | grep -qx $n && echo listed
+    # a glob reads the directory and stats nothing: only the listing's own invalidation helps
+    listed() { local f; for f in "$1"/*; do [ "${f##*/}" = "$2" ] && return 0; done; return 1; }
+    listed $d/mem3 driver && echo driver_listed
+    echo mem3 > /sys/bus/cxl/drivers/cxl_mem/unbind
+    listed $d/mem3 driver || echo driver_unlisted
+    echo mem3 > /sys/bus/cxl/drivers/cxl_mem/bind
+    listed $d/mem3 driver && echo driver_listed
+    '''
+    out = cxlsys_run(script).stdout.split()
+    assert out == ["unlisted", "absent", "listed", "notarget1", "target1_unlisted", "0", "unlisted", "gone",
+                   "notarget1", "notarget1", "target1", "target1_listed", "listed",
+                   "driver_listed", "driver_unlisted", "driver_listed"]
+
+
 def test_shell_sees_kernel_errno():
     script = r'''
     err=$(mktemp)
