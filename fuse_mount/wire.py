@@ -47,12 +47,15 @@ class fuse_custom_io(ctypes.Structure):
                 ("splice_send", ctypes.c_void_p), ("spare", ctypes.c_void_p * 4)]
 
 
-_libc = ctypes.CDLL(None)          # no use_errno: a failed read leaves errno for libfuse to see
+# use_errno: ctypes keeps a failed call's errno at once (a Python signal handler may run and make
+# C calls before the callback returns); it is put back into errno for libfuse to see
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
 _libc.read.restype = ctypes.c_ssize_t
 _libc.writev.argtypes = [ctypes.c_int, ctypes.POINTER(iovec), ctypes.c_int]
 _libc.writev.restype = ctypes.c_ssize_t
-_libc.__errno_location.restype = ctypes.POINTER(ctypes.c_int)
+_errno_location = getattr(_libc, "__errno_location")    # (a name a class body would mangle)
+_errno_location.restype = ctypes.POINTER(ctypes.c_int)
 _NONE = object()                   # a reply this tap does not read
 _OPENDIR = object()                # an OPENDIR's reply
 _u32 = ctypes.c_uint32.from_address
@@ -88,8 +91,7 @@ class WireTap:
     def _read(self, fd: int, buf: int, size: int, _userdata) -> int:
         n = _libc.read(fd, buf, size)
         if n < 0:
-            err = _libc.__errno_location()[0]
-            _libc.__errno_location()[0] = err        # (for libfuse, whatever ran in between)
+            _errno_location()[0] = ctypes.get_errno()
             return n
         if n >= IN_HEADER:
             op = _u32(buf + 4).value
@@ -121,8 +123,7 @@ class WireTap:
     def _send(fd: int, iov, count: int) -> int:
         n = _libc.writev(fd, iov, count)
         if n < 0:
-            err = _libc.__errno_location()[0]
-            _libc.__errno_location()[0] = err
+            _errno_location()[0] = ctypes.get_errno()
         return n
 
     def _learn(self, req: tuple, entry: int) -> None:

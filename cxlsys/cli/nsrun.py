@@ -121,8 +121,14 @@ def _start_daemon(system, work: str, mnt: str, ctl: str, cache: bool, allow_othe
         kw: dict[str, Any] = dict(control_path=ctl, cache=cache, allow_other=allow_other)
         prof = os.environ.get("CXLSYS_PROFILE")
         if prof:
-            cProfile.runctx("serve(system, mnt, **kw)", globals(), dict(serve=serve, system=system, mnt=mnt, kw=kw),
-                            prof)
+            # the run's end unmounts (the loops end), then sends SIGTERM: blocked here, it cannot
+            # cut the daemon short while it writes the profile (the exit discards it)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            profiler = cProfile.Profile()
+            try:
+                profiler.runcall(serve, system, mnt, **kw)
+            finally:
+                profiler.dump_stats(prof)
         else:
             serve(system, mnt, **kw)
     except BaseException as e:  # pragma: no cover - reported through the log
