@@ -162,7 +162,8 @@ class SysfsOps(mfusepy.Operations):
             config.negative_timeout = 0.0
             config.kernel_cache = 0
             if self.kernel_cache and self.fuse_ptr and not os.environ.get("CXLSYS_NO_NEGATIVE"):
-                tap = WireTap(lambda p: self.fs.lookup(p) is not None, self.sys.lock, self.prefix)
+                tap = WireTap(lambda p: self.fs.lookup(p) is not None, self.sys.lock, self.prefix,
+                              on_bug=lambda e: self.sys.klog.warn_exception("FUSE wire tap", e))
                 if tap.install(_lib, self.fuse_ptr):
                     self.tap = tap
                     config.negative_timeout = t

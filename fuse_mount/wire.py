@@ -63,11 +63,21 @@ _u64 = ctypes.c_uint64.from_address
 _i32 = ctypes.c_int32.from_address
 
 
+def _uncacheable(entry: int) -> None:
+    """Zero the timeouts of the struct fuse_entry_out at ``entry``: the kernel uses it once."""
+    _u64(entry + 16).value = 0                # entry_valid
+    _u64(entry + 24).value = 0                # attr_valid
+    _u32(entry + 32).value = 0                # entry_valid_nsec
+    _u32(entry + 36).value = 0                # attr_valid_nsec
+
+
 class WireTap:
     """The kernel's dentries of one mount, by model path (see the module's docstring)."""
 
-    def __init__(self, exists: Callable[[str], bool], model_lock, prefix: str = ""):
+    def __init__(self, exists: Callable[[str], bool], model_lock, prefix: str = "",
+                 on_bug: Optional[Callable[[Exception], None]] = None):
         self._exists = exists                    # does the model have this path now
+        self._on_bug = on_bug                    # a bug here: logged, the reply still goes (uncached)
         self._model_lock = model_lock            # held while a LOOKUP reply is checked and sent
         self._prefix = prefix
         self._lock = threading.Lock()
@@ -116,7 +126,13 @@ class WireTap:
         # decides what the kernel must forget, and kept until the reply is sent — so a change
         # either comes before (the reply is made uncacheable) or finds the entry recorded.
         with self._model_lock:
-            self._learn(cast(tuple, req), iov[1].iov_base)
+            try:
+                self._learn(cast(tuple, req), iov[1].iov_base)
+            except Exception as e:                   # never a lost reply: the caller would hang
+                _uncacheable(iov[1].iov_base)
+                if self._on_bug is None:
+                    raise
+                self._on_bug(e)
             return self._send(fd, iov, count)
 
     @staticmethod
@@ -137,10 +153,7 @@ class WireTap:
         nodeid = _u64(entry).value
         full = f"{self._prefix}/{path}" if self._prefix else path
         if (nodeid != 0) != self._exists(full):       # changed since the handler looked: do not cache
-            _u64(entry + 16).value = 0                # entry_valid
-            _u32(entry + 32).value = 0                # entry_valid_nsec
-            _u64(entry + 24).value = 0                # attr_valid
-            _u32(entry + 36).value = 0                # attr_valid_nsec
+            _uncacheable(entry)
             return
         with self._lock:
             if nodeid:

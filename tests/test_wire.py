@@ -122,3 +122,17 @@ def test_opendir_replies_keep_the_listing_and_others_pass_untouched(tap):
     ask(tap, 22, LOOKUP, 2, "gone")
     assert answer(tap, Reply(22, error=-2)) == struct.pack("<IiQ", 16, -2, 22)   # an error: nothing learned
     assert tap.negative == {} and tap._pending == {}
+
+
+def test_a_bug_while_reading_a_reply_is_logged_and_the_reply_still_goes_uncached(tap):
+    seen: list = []
+    tap._on_bug = seen.append
+
+    def broken(path):
+        raise RuntimeError("model bug")
+    tap._exists = broken
+    ask(tap, 10, LOOKUP, 1, "devices")
+    sent = answer(tap, Reply(10, body=entry_out(2)))
+    assert [str(e) for e in seen] == ["model bug"]
+    assert struct.unpack_from("<QQQQ", sent, 16) == (2, 0, 0, 0)      # node id kept, timeouts zeroed
+    assert tap.node_of == {"": 1}
