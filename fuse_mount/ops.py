@@ -392,13 +392,34 @@ class SysfsOps(mfusepy.Operations):
     def utimens(self, path, times=None):
         return 0
 
+    # kernfs directories have no create, mknod, link, symlink, unlink or rename: the VFS answers
+    # EACCES for a create (lookup_open) and EPERM for the others (vfs_mknod, vfs_unlink, ...)
+    def create(self, path, mode, fi=None):
+        raise mfusepy.FuseOSError(errno.EACCES)
+
+    def mknod(self, path, mode, dev):
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    def unlink(self, path):
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    def symlink(self, target, source):
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    def rename(self, old, new):
+        raise mfusepy.FuseOSError(errno.EPERM)
+
+    def link(self, target, source):
+        raise mfusepy.FuseOSError(errno.EPERM)
+
 
 # ---------------------------------------------------------------------------------- loud bugs
 # mfusepy answers an unexpected exception in a handler with EINVAL, which looks like a kernel
 # refusal.  A bug in a handler is EIO for that caller and a WARN with its traceback in the model's
 # kernel log, as the kernel's WARN_ON would; the mount keeps serving.
 FUSE_OPERATIONS = ("getattr", "readdir", "readlink", "statfs", "open", "poll", "read", "write", "truncate",
-                   "mkdir", "rmdir", "chmod", "chown", "utimens")
+                   "mkdir", "rmdir", "chmod", "chown", "utimens", "create", "mknod", "unlink", "symlink", "rename",
+                   "link")
 
 
 def _loud(name: str, fn):

@@ -160,10 +160,17 @@ def test_shell_sees_kernel_errno():
     try /sys/bus/cxl/devices/decoder0.0/delete_region region9
     try /sys/bus/cxl/flush 1
     cat /sys/bus/cxl/devices/region0/size
+    try /sys/bus/cxl/devices/mem0/nosuch 1                  # kernfs has no create: EACCES
+    last() { "$@" 2>$err || sed 's/.*: //' $err; }
+    last rm -f /sys/bus/cxl/devices/mem0/serial              # ... and no unlink, symlink, rename, mknod: EPERM
+    last ln -s x /sys/devices/l
+    last mv /sys/devices/system /sys/devices/sys2
+    last mknod /sys/devices/n p
     '''
     out = cxlsys_run(script).stdout.strip().split("\n")
     assert out == ["Invalid argument", "Permission denied", "Device or resource busy", "No such device",
-                   "No such device or address", "Device or resource busy", "No such device", "ok", "0x20000000"]
+                   "No such device or address", "Device or resource busy", "No such device", "ok", "0x20000000",
+                   "Permission denied"] + ["Operation not permitted"] * 4
 
 
 def test_shims_modprobe_journalctl_dmesg_udevadm():

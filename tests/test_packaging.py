@@ -85,3 +85,10 @@ def test_plugin_fixture_works_from_a_users_test(installed):
 def test_run_cxl_list_from_the_wheel(installed):
     r = _run(installed, "cxlsys", "run", "--", "cxl", "list", "-M", timeout=300)
     assert len(json.loads(r.stdout)) == 11
+
+
+def test_version_is_the_distributions():
+    import tomllib
+    want = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    r = subprocess.run([sys.executable, "-m", "cxlsys", "--version"], capture_output=True, text=True, check=False)
+    assert (r.returncode, r.stdout) == (0, f"cxlsys {want}\n"), r.stderr

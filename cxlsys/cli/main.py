@@ -262,8 +262,18 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), or "unknown" outside an install."""
+    from importlib import metadata
+    try:
+        return metadata.version("cxlsys")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="cxlsys", description="The Linux CXL core as a mounted sysfs")
+    ap.add_argument("--version", action="version", version=f"cxlsys {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def topo(p):
