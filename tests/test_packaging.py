@@ -92,3 +92,17 @@ def test_version_is_the_distributions():
     want = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     r = subprocess.run([sys.executable, "-m", "cxlsys", "--version"], capture_output=True, text=True, check=False)
     assert (r.returncode, r.stdout) == (0, f"cxlsys {want}\n"), r.stderr
+
+
+def test_dump_root_takes_a_path_below_sys_and_refuses_a_missing_one():
+    def dump(*roots):
+        args = [a for r in roots for a in ("--root", r)]
+        return subprocess.run([sys.executable, "-m", "cxlsys", "dump", *args], capture_output=True, text=True,
+                              check=False)
+    r = dump("bus/cxl/devices/mem0")                    # a link: dumped where it points
+    first = r.stdout.splitlines()[0]
+    assert r.returncode == 0 and first.endswith("/cxl_mem.0/mem0\tdir") and first.startswith("/sys/devices/")
+    assert dump("/sys/bus/cxl/devices/mem0").stdout == r.stdout
+    r = dump("/sys/bus/cxl/devices/nosuch")
+    assert (r.returncode, r.stdout) == (2, "")
+    assert r.stderr == "cxlsys dump: --root /sys/bus/cxl/devices/nosuch: no such path below /sys\n"

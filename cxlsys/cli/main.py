@@ -239,8 +239,18 @@ def cmd_tree(args) -> int:
 
 
 def cmd_dump(args) -> int:
-    roots = args.root or list(GOLDEN_ROOTS)
-    for line in dump_model(Sysfs(_system(args)), roots):
+    fs = Sysfs(_system(args))
+    roots = []
+    for r in args.root or []:
+        # a path below /sys, spelled with or without "/sys/"; a link is dumped where it points
+        rel = r.strip("/")
+        rel = "" if rel == "sys" else rel[4:] if rel.startswith("sys/") else rel
+        real = fs.realpath(rel)
+        if fs.lookup(real) is None:
+            sys.stderr.write(f"cxlsys dump: --root {r}: no such path below /sys\n")
+            return 2
+        roots.append(f"/sys/{real}")
+    for line in dump_model(fs, roots or list(GOLDEN_ROOTS)):
         print(line)
     return 0
 
@@ -343,7 +353,9 @@ def main(argv=None) -> int:
     p.set_defaults(fn=cmd_tree)
     p = sub.add_parser("dump", help="dump the projected tree in the golden-6.12 format")
     topo(p)
-    p.add_argument("--root", action="append", help="path below /sys to dump (repeatable)")
+    p.add_argument("--root", action="append",
+                   help="path below /sys to dump, e.g. bus/cxl/devices/mem0 or /sys/bus/cxl (a link is followed; "
+                        "repeatable; default: the golden-6.12 roots)")
     p.set_defaults(fn=cmd_dump)
     p = sub.add_parser("topologies", help="list the preset topologies")
     p.set_defaults(fn=cmd_topologies)
