@@ -106,3 +106,24 @@ def test_dump_root_takes_a_path_below_sys_and_refuses_a_missing_one():
     r = dump("/sys/bus/cxl/devices/nosuch")
     assert (r.returncode, r.stdout) == (2, "")
     assert r.stderr == "cxlsys dump: --root /sys/bus/cxl/devices/nosuch: no such path below /sys\n"
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from cxlsys.cli.main import parser
+    ap = parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, p in sub.choices.items()
+               for a in p._actions if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert missing == []
+    assert all(c.help for c in sub._choices_actions)          # and every command
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    p = subprocess.Popen([sys.executable, "-m", "cxlsys", "dump"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.readline()
+    p.stdout.close()                                   # `| head -1`
+    err = p.stderr.read()
+    assert (p.wait(timeout=60), err) == (141, b"")

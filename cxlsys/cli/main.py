@@ -282,6 +282,16 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except BrokenPipeError:            # `cxlsys dump | head`: the reader left, as for any tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # (no error at exit's flush)
+        return 128 + 13                # what a shell shows for a SIGPIPE death
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: every subcommand, every option with its help."""
     ap = argparse.ArgumentParser(prog="cxlsys", description="The Linux CXL core as a mounted sysfs")
     ap.add_argument("--version", action="version", version=f"cxlsys {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -305,23 +315,24 @@ def main(argv=None) -> int:
     p.add_argument("--allow-system-dir", action="store_true",
                    help="allow a mount point inside the host's /proc, /sys or /dev")
     p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
-    p.add_argument("-f", "--foreground", action="store_true")
-    p.add_argument("mountpoint")
+    p.add_argument("-f", "--foreground", action="store_true", help="serve in this process until unmounted")
+    p.add_argument("mountpoint", help="an empty directory that is not a mount point")
     p.set_defaults(fn=cmd_mount)
     p = sub.add_parser("umount", help="unmount a cxlsys mount")
-    p.add_argument("mountpoint")
+    p.add_argument("mountpoint", help="where 'cxlsys mount' serves the model")
     p.set_defaults(fn=cmd_umount)
     p = sub.add_parser("run", help="run CMD with the model as /sys (private mount namespace, or umockdev)")
     topo(p)
     durable(p)
-    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
     p.add_argument("--via", choices=("auto", "namespace", "umockdev"), default="auto",
                    help="namespace: bind over /sys in a private mount namespace (root); umockdev: LD_PRELOAD "
                         "path redirect, no root needed (default: namespace as root, else umockdev)")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --, e.g. -- cxl list -M")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("dmesg", help="print the model's kernel log")
-    p.add_argument("mountpoint", nargs="?")
+    p.add_argument("mountpoint", nargs="?",
+                   help="a 'cxlsys mount' mount point (default inside 'cxlsys run': that run's daemon)")
     p.set_defaults(fn=cmd_dmesg)
     p = sub.add_parser("snapshot", help="write the tree as plain files, dirs and relative links into DIR")
     topo(p)
@@ -329,7 +340,7 @@ def main(argv=None) -> int:
     p.add_argument("--from", dest="source", metavar="MOUNTPOINT",
                    help="copy what a running mount serves (default inside 'cxlsys run': that one)")
     p.add_argument("--root", help="only this path below /sys (e.g. bus/cxl)")
-    p.add_argument("dir")
+    p.add_argument("dir", help="where to write the tree (DIR/... mirrors /sys/...)")
     p.set_defaults(fn=cmd_snapshot)
     p = sub.add_parser("generate", help="write a topology for scale: host bridges x root ports x switches x memdevs")
     p.add_argument("--host-bridges", type=int, default=1, help="CXL host bridges, one PCI domain each (default 1)")
@@ -362,8 +373,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="the main job: real 'cxl list' on the model, then a tree")
     topo(p)
     p.set_defaults(fn=cmd_demo)
-    args = ap.parse_args(argv)
-    return args.fn(args)
+    return ap
 
 
 if __name__ == "__main__":
