@@ -127,3 +127,8 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     p.stdout.close()                                   # `| head -1`
     err = p.stderr.read()
     assert (p.wait(timeout=60), err) == (141, b"")
+
+
+def test_tree_prints_target_ids_as_cxl_list_u_does():
+    r = subprocess.run([sys.executable, "-m", "cxlsys", "tree"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "decoder0.1 2G x2 ram targets 0x0,0x1" in r.stdout

@@ -42,7 +42,7 @@ def build_tree(system) -> Tree:
                 if isinstance(dec, CxlRootDecoder):
                     caps = "/".join(c for c, f in (("ram", 1), ("pmem", 2)) if dec.flags & f)
                     dn = n.add(f"[yellow]{dec.name}[/] {_size(dec.hpa_size)} x{dec.interleave_ways} {caps} "
-                               f"targets {','.join(str(x.port_id) for x in dec.targets)}")
+                               f"targets {','.join(hex(x.port_id) for x in dec.targets)}")  # ids as cxl list -u
                     for r in dec.children.values():
                         if isinstance(r, CxlRegion):
                             tg = ", ".join(x.name for x in r.targets[: r.interleave_ways] if x is not None)
