@@ -151,7 +151,9 @@ def check_header(path: str, header: dict, want: dict) -> None:
                            "refused (its model may replay differently)")
     if header.get("fingerprint") != want["fingerprint"]:
         def desc(h):
-            return f"topology {h.get('topology')} (kernel {h.get('kernel')}, params {h.get('params')})"
+            params = h.get("params") or {}
+            args = " ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else str(params)
+            return f"topology {h.get('topology')} (kernel {h.get('kernel')}, params {args or 'none'})"
         same = header.get("topology") == want["topology"] and header.get("kernel") == want["kernel"] \
             and header.get("params") == want["params"]
         raise JournalError(f"{path}: written for {desc(header)}"

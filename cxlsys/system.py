@@ -156,7 +156,9 @@ class System:
                 self.modules[t.module] = Module.loaded(t.module, p)
             self.machine.plug()
             self.flush_work()
-            self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} loaded {p if p else ''}".rstrip())
+            # as modprobe's parameters read: key=value, space separated
+            args = " ".join(f"{k}={v}" for k, v in p.items())
+            self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} loaded {args}".rstrip())
             self.changes.everything()
 
     def unload(self) -> None:

@@ -149,10 +149,10 @@ def test_damage_before_the_end_is_refused(tmp_path, damage):
 
 
 @pytest.mark.parametrize("other, why", [
-    (dict(topology="qemu-hdm-db"), "written for topology cxl_test (kernel 6.12, params {'interleave_arithmetic': 0}); "
+    (dict(topology="qemu-hdm-db"), "written for topology cxl_test (kernel 6.12, params interleave_arithmetic=0); "
                                    "this start is topology qemu-hdm-db"),
     (dict(kernel="mainline"), "this start is topology cxl_test (kernel 7.3"),
-    (dict(params={"interleave_arithmetic": 1}), "params {'interleave_arithmetic': 1})"),
+    (dict(params={"interleave_arithmetic": 1}), "params interleave_arithmetic=1)"),
 ])
 def test_another_topology_kernel_or_parameters_is_refused(tmp_path, other, why):
     f = tmp_path / "state"
