@@ -14,8 +14,14 @@ if [ -n "$missing" ]; then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq $missing >/dev/null
+    echo "setup: installing system packages:$missing (apt)"
+    log=$(mktemp -t cxlsys-apt.XXXX)
+    if ! { apt-get update -qq && apt-get install -y -qq $missing; } >"$log" 2>&1; then
+        tail -n 25 "$log" >&2
+        echo "setup: apt-get failed (whole log: $log)" >&2
+        exit 1
+    fi
+    rm -f "$log"
 fi
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -23,8 +29,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import cxlsys, mfusepy, rich, pyfakefs, pytest, attrs, ruff, mypy" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
-    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/pip install -q -e '.[dev]'
+    # quiet on success (pip's index warnings and setuptools' editable-install banner are noise
+    # there), the log's tail and its path on failure
+    echo "setup: installing the project into .venv (pip; log in .venv/pip.log)"
+    .venv/bin/pip install -q --upgrade pip >.venv/pip.log 2>&1 || true
+    if ! .venv/bin/pip install -q -e '.[dev]' >>.venv/pip.log 2>&1; then
+        tail -n 25 .venv/pip.log >&2
+        echo "setup: pip install failed (whole log: .venv/pip.log)" >&2
+        exit 1
+    fi
     touch .venv/.installed
 fi
 # bytecode for the project's own modules, written once here: with PYTHONDONTWRITEBYTECODE set (as
