@@ -38,6 +38,7 @@ import zlib
 from importlib import metadata
 from typing import Callable, Optional
 
+from cxlsys.base.module import params_text
 from cxlsys.errors import KernelError
 
 FORMAT_VERSION = 1
@@ -151,8 +152,8 @@ def check_header(path: str, header: dict, want: dict) -> None:
                            "refused (its model may replay differently)")
     if header.get("fingerprint") != want["fingerprint"]:
         def desc(h):
-            params = h.get("params") or {}
-            args = " ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else str(params)
+            params = h.get("params") or {}           # (a damaged header may hold anything)
+            args = params_text(params) if isinstance(params, dict) else str(params)
             return f"topology {h.get('topology')} (kernel {h.get('kernel')}, params {args or 'none'})"
         same = header.get("topology") == want["topology"] and header.get("kernel") == want["kernel"] \
             and header.get("params") == want["params"]

@@ -17,7 +17,7 @@ import attrs
 from cxlsys.base.bus import Bus
 from cxlsys.base.changes import ChangeTracker
 from cxlsys.base.device import Device, device_add
-from cxlsys.base.module import Module
+from cxlsys.base.module import Module, params_text
 from cxlsys.base.node import build_nodes
 from cxlsys.cxl.acpi import CxlAcpiDriver
 from cxlsys.cxl.core.port import CxlBus
@@ -156,9 +156,7 @@ class System:
                 self.modules[t.module] = Module.loaded(t.module, p)
             self.machine.plug()
             self.flush_work()
-            # as modprobe's parameters read: key=value, space separated
-            args = " ".join(f"{k}={v}" for k, v in p.items())
-            self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} loaded {args}".rstrip())
+            self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} loaded {params_text(p)}".rstrip())
             self.changes.everything()
 
     def unload(self) -> None:

@@ -5,11 +5,14 @@ only invalidation it offers by path is ``fuse_invalidate_path`` (an inode's attr
 A *dentry* — and above all a negative one, "no such entry", which has no inode — can only be
 dropped with ``fuse_lowlevel_notify_inval_entry(session, parent node id, name)``.  This module
 passes the session's device reads and writes through (``fuse_session_custom_io``, installed once
-the kernel's INIT arrived) and reads two things on the way:
+the kernel's INIT arrived), in order, and touches two kinds of reply on the way:
 
-* every LOOKUP and its reply: which node id the kernel holds for a path, and which names it was
-  told do not exist (the sysfs mount then lets the kernel cache those: ``negative_timeout``);
-* nothing else is touched: requests and replies go through unchanged, in order.
+* a LOOKUP's: which node id the kernel holds for a path, and which names it was told do not
+  exist (the sysfs mount then lets the kernel cache those: ``negative_timeout``); a reply the
+  model overtook since its handler looked goes out with zero timeouts;
+* an OPENDIR's: FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, so the kernel keeps the listing.
+
+Every other request and reply goes through unchanged.
 
 :meth:`WireTap.entry_targets` turns what the projection reports (``Sync.appeared``, ``Sync.stale``)
 into the (parent node id, name) pairs the kernel must forget: a negative entry whose name now
@@ -29,7 +32,6 @@ FUSE_OPENDIR = 27
 FOPEN_KEEP_CACHE = 1 << 1
 FOPEN_CACHE_DIR = 1 << 3
 IN_HEADER = 40           # struct fuse_in_header
-OUT_HEADER = 16          # struct fuse_out_header
 FUSE_ROOT_ID = 1
 
 
@@ -86,7 +88,6 @@ class WireTap:
         self.node_of: dict = {"": FUSE_ROOT_ID}  # path -> node id the kernel holds for it
         self.negative: dict = {}                 # parent path -> {name: parent node id}: told "no such entry"
         self._io = fuse_custom_io(WRITEV(self._writev), READ(self._read))
-        self.installed = False
 
     def install(self, lib, fuse_ptr: int) -> bool:
         """Route the session's device I/O through this tap (from the INIT handler: the loop has
@@ -94,8 +95,7 @@ class WireTap:
         se = lib.fuse_get_session(fuse_ptr)
         if not se:
             return False
-        self.installed = lib.fuse_session_custom_io(se, ctypes.byref(self._io), lib.fuse_session_fd(se)) == 0
-        return self.installed
+        return lib.fuse_session_custom_io(se, ctypes.byref(self._io), lib.fuse_session_fd(se)) == 0
 
     # ----------------------------------------------------------------- the wire
     def _read(self, fd: int, buf: int, size: int, _userdata) -> int:

@@ -15,6 +15,11 @@ import attrs
 from cxlsys.kernfs import KDir, KFile
 
 
+def params_text(params: dict) -> str:
+    """Module parameters as modprobe takes them: ``key=value``, space separated."""
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
 @attrs.frozen
 class KernelParam:
     mode: int

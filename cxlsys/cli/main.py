@@ -12,7 +12,7 @@ import tomllib
 
 from cxlsys.cli import mounts, nsrun
 from cxlsys.errors import KernelError
-from cxlsys.journal import Journal, JournalError
+from cxlsys.journal import Journal, JournalError, cxlsys_version
 from cxlsys.kstrto import parse_size
 from cxlsys.profile import ProfileError, known_specs
 from cxlsys.snapshot import write_snapshot
@@ -272,15 +272,6 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _version() -> str:
-    """The installed distribution's version (pyproject.toml), or "unknown" outside an install."""
-    from importlib import metadata
-    try:
-        return metadata.version("cxlsys")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
@@ -293,7 +284,7 @@ def main(argv=None) -> int:
 def parser() -> argparse.ArgumentParser:
     """The command line: every subcommand, every option with its help."""
     ap = argparse.ArgumentParser(prog="cxlsys", description="The Linux CXL core as a mounted sysfs")
-    ap.add_argument("--version", action="version", version=f"cxlsys {_version()}")
+    ap.add_argument("--version", action="version", version=f"cxlsys {cxlsys_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def topo(p):
