@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import collections
+import threading
 import time
 import traceback
+from typing import Callable
 
 import attrs
 
@@ -18,6 +20,15 @@ class Record:
     wall: float        # host wall-clock time, for journalctl --since
     level: int
     text: str
+    tag: str = ""      # "store": a sysfs store the kernel refused (what ``cxlsys run --explain`` echoes)
+
+    def line(self) -> str:
+        """As dmesg prints it."""
+        return f"[{self.ts:12.6f}] {self.text}"
+
+    def as_json(self) -> dict:
+        """As util-linux ``dmesg --json`` has it (pri, time, msg), with the sequence number."""
+        return {"pri": self.level, "time": round(self.ts, 6), "msg": self.text, "seq": self.seq}
 
 
 @attrs.define
@@ -26,13 +37,41 @@ class KernelLog:
     boot: float = attrs.field(factory=time.monotonic)
     records: collections.deque = attrs.field(init=False)
     seq: int = 0
+    # called with each new record, in order (``cxlsys run --dmesg FILE``, ``--explain``): a sink that
+    # fails is dropped, with a line saying so, and the log goes on
+    sinks: list[Callable[[Record], None]] = attrs.field(factory=list)
+    _arrived: threading.Condition = attrs.field(init=False, factory=threading.Condition)
 
     def __attrs_post_init__(self):
         self.records = collections.deque(maxlen=self.size)
 
-    def log(self, text: str, level: str = "info") -> None:
-        self.seq += 1
-        self.records.append(Record(self.seq, time.monotonic() - self.boot, time.time(), LEVELS[level], text))
+    def log(self, text: str, level: str = "info", tag: str = "") -> None:
+        with self._arrived:
+            self.seq += 1
+            rec = Record(self.seq, time.monotonic() - self.boot, time.time(), LEVELS[level], text, tag)
+            self.records.append(rec)
+            self._arrived.notify_all()
+        for sink in list(self.sinks):
+            try:
+                sink(rec)
+            except Exception as e:     # a full disk or a closed terminal must not fail the write that logged
+                self.sinks.remove(sink)
+                self.log(f"cxlsys: kernel log sink {getattr(sink, '__name__', sink)!r} dropped: "
+                         f"{type(e).__name__}: {e}", "warn")
+
+    def add_sink(self, sink: Callable[[Record], None], replay: bool = True) -> None:
+        """Send every record from now on to ``sink`` (and, with ``replay``, those in the ring first)."""
+        if replay:
+            for r in list(self.records):
+                sink(r)
+        self.sinks.append(sink)
+
+    def wait_after(self, seq: int, timeout: float) -> list[Record]:
+        """The records after ``seq``; if there are none yet, wait up to ``timeout`` s for one
+        (``cxlsys dmesg --follow``).  Records the ring already dropped are gone."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: self.seq > seq, timeout)
+            return [r for r in self.records if r.seq > seq]
 
     def dev_err(self, dev, text: str) -> None:
         self.log(f"{dev.driver_name_for_log()} {dev.name}: {text}", "err")
@@ -57,7 +96,7 @@ class KernelLog:
 
     def lines(self, since_wall: float | None = None, max_level: int = 7) -> list[str]:
         return [
-            f"[{r.ts:12.6f}] {r.text}"
+            r.line()
             for r in self.records
             if r.level <= max_level and (since_wall is None or r.wall >= since_wall)
         ]

@@ -529,7 +529,7 @@ class Sysfs:
             except KernelError as err:
                 shown = repr(text.rstrip()) if text is not None else f"{len(data)} bytes"
                 self.sys.klog.log(f"{err.reason} [write {shown} to /sys/{path.strip('/')}: "
-                                  f"{errno.errorcode.get(err.errno, err.errno)}]", "err")
+                                  f"{errno.errorcode.get(err.errno, err.errno)}]", "err", tag="store")
                 raise
             except Exception as e:
                 raise self._internal(f"write to /sys/{path.strip('/')}", e) from e

@@ -24,10 +24,11 @@ def _fmt(v: bytes) -> str:
     return v[:300].decode("utf-8", "replace").replace("\n", "|")
 
 
-def dump_model(fs: Sysfs, roots, skip=SKIP) -> list:
-    """The model's projection below ``roots``; ``skip=None`` descends everything."""
+def walk_model(fs: Sysfs, roots, skip=SKIP):
+    """The model's projection below ``roots``, in dump order: ``(path, "dir", None, None)``,
+    ``(path, "link", None, target)``, ``(path, "file", mode, bytes)`` or, for a read that fails,
+    ``(path, "file", mode, "<error text>")``; ``skip=None`` descends everything."""
     skip = skip or _NEVER
-    out = []
     for root in roots:
         rel = root[len("/sys/"):]
         e = fs.lookup(rel)
@@ -38,7 +39,7 @@ def dump_model(fs: Sysfs, roots, skip=SKIP) -> list:
             p, e = stack.pop()
             full = "/sys/" + p
             if e.kind == S_DIR:
-                out.append(f"{full}\tdir")
+                yield full, "dir", None, None
                 if skip.search(p) and p != rel:
                     continue
                 kids = fs.entries(p)
@@ -48,13 +49,26 @@ def dump_model(fs: Sysfs, roots, skip=SKIP) -> list:
                         continue
                     stack.append((cp, kids[name]))
             elif e.kind == S_LINK:
-                out.append(f"{full}\tlink\t{fs.readlink(p)}")
+                yield full, "link", None, fs.readlink(p)
             else:
+                v: bytes | str
                 try:
-                    v = _fmt(fs.read(p)) if e.readable else "<Permission denied>"
+                    v = fs.read(p) if e.readable else "<Permission denied>"
                 except KernelError as err:
                     v = f"<{os.strerror(err.errno)}>"
-                out.append(f"{full}\tfile\t{e.mode:o}\t{v}")
+                yield full, "file", e.mode, v
+
+
+def dump_model(fs: Sysfs, roots, skip=SKIP) -> list:
+    """The model's projection below ``roots`` as dump lines; ``skip=None`` descends everything."""
+    out = []
+    for full, kind, mode, v in walk_model(fs, roots, skip):
+        if kind == "dir":
+            out.append(f"{full}\tdir")
+        elif kind == "link":
+            out.append(f"{full}\tlink\t{v}")
+        else:
+            out.append(f"{full}\tfile\t{mode:o}\t{_fmt(v) if isinstance(v, bytes) else v}")
     return out
 
 

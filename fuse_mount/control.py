@@ -9,6 +9,8 @@ ioctl runs, the daemon asks the caller for the process memory it touches —
 ``{"op": "write", "addr": A, "data": "<hex>"}`` -> ``{"ok": true}`` or ``{"errno": 14}`` — and ends
 with ``{"rc": 0, "ret": N}`` or ``{"rc": 1, "errno": E}``.  The caller is the ``cxlsys run``
 interposer (:mod:`cxlsys.cli.interpose`), which reads and writes the traced process.
+``{"cmd": "dmesg", "after": SEQ, "wait": S}`` -> ``{"rc": 0, "records": [{"pri", "time", "msg", "seq"}...],
+"seq": newest}``: the log as data, the records after SEQ, waiting up to S seconds for one (``--follow``).
 ``{"cmd": "chardev", "dev": "cxl/mem0"}`` -> ``{"rc": 0, "devt": [major, minor]}`` (rc 1 if gone).
 ``{"cmd": "snapshot", "dir": "/abs/dir", "root": ""}`` writes the tree as plain files there
 (:func:`cxlsys.snapshot.write_snapshot`, one state under the lock) -> ``{"rc": 0, "out": summary}``.
@@ -138,6 +140,11 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
                                              f"{os.strerror(e.errno)} ({e.reason})\n"}
         after_change()
         return {"rc": 0, "out": "", "err": ""}
+    if cmd == "dmesg" and "after" in req:
+        # records as data (cxlsys dmesg --json / --follow): those after seq "after", waiting up to
+        # "wait" seconds for one (outside the model lock: the log is written under it)
+        recs = system.klog.wait_after(int(req["after"]), float(req.get("wait", 0)))
+        return {"rc": 0, "records": [r.as_json() for r in recs], "seq": system.klog.seq, "err": ""}
     if cmd == "dmesg":
         with system.lock:
             lines = system.klog.lines(max_level=int(req.get("max_level", 7))) if req.get("show", True) else []

@@ -41,6 +41,8 @@ from typing import Callable, Optional
 
 import attrs
 
+from cxlsys.cli.output import progress
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 GB = 1 << 30
@@ -443,8 +445,11 @@ def main(argv=None) -> int:
         steps = [("P1", lambda: p1(a.runs, tmp)), ("P2", lambda: p2(a.runs)),
                  ("P3", lambda: p3_in_process(a.runs, tmp) + p3(max(1, a.runs // 2))),
                  ("P4", lambda: p4(tmp)), ("P5", lambda: p5(a.runs, a.ndctl, tmp))]
-        for key, step in steps:
-            if key in want:
+        chosen = [(key, step) for key, step in steps if key in want]
+        with progress("bench", len(chosen)) as bar:      # a bar on a terminal; a line per figure in a log
+            for i, (key, step) in enumerate(chosen):
+                if bar is not None:
+                    bar(done=i, description=f"bench {key}")
                 t0 = time.time()
                 got = step()
                 figs += got

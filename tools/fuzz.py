@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from cxlsys import fuzz
+from cxlsys.cli.output import progress
 from cxlsys.fuzz import FuzzStats, Op
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,9 +75,17 @@ def run_in_process(args) -> int:
     print(f"fuzz: {args.ops} operations on {args.topology}, seed {args.seed}, episodes of {args.episode}"
           f"{f' in {args.jobs} processes' if args.jobs > 1 else ''}, "
           f"deep snapshot every {args.deep_every}, invariants every {args.invariants_every}", flush=True)
-    stats = fuzz.fuzz(args.ops, topology=args.topology, seed=args.seed, episode_ops=args.episode,
-                      deep_every=args.deep_every, invariants_every=args.invariants_every, jobs=args.jobs,
-                      progress=_progress, progress_every=args.progress)
+    with progress(f"fuzz {args.topology}", args.ops) as bar:
+        # on a terminal a bar (moved every second); in a log a line every --progress seconds
+        def report(stats: FuzzStats) -> None:
+            if bar is None:
+                _progress(stats)
+            else:
+                bar(done=stats.ops, description=f"fuzz {args.topology}: {stats.ops / max(stats.seconds, 1e-9):.0f} "
+                                               f"ops/s, failures {len(stats.failures)}")
+        stats = fuzz.fuzz(args.ops, topology=args.topology, seed=args.seed, episode_ops=args.episode,
+                          deep_every=args.deep_every, invariants_every=args.invariants_every, jobs=args.jobs,
+                          progress=report, progress_every=args.progress if bar is None else 1.0)
     print("\n".join(stats.summary(invariants_every=args.invariants_every, deep_every=args.deep_every)))
     _show_failures(stats, args)
     return 1 if stats.failures else 0

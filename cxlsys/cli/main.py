@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 import tomllib
 
 from cxlsys.cli import mounts, nsrun
+from cxlsys.cli.output import emit_json, keep_log
 from cxlsys.errors import KernelError
 from cxlsys.journal import Journal, JournalError, cxlsys_version
 from cxlsys.kstrto import parse_size
@@ -20,7 +22,7 @@ from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
 from cxlsys.topology import FIXTURES, TopologyError, load_topology, parse_topology
 from cxlsys.topology.generate import GenerateError, GenSpec, generate
-from cxlsys.treedump import GOLDEN_ROOTS, dump_model
+from cxlsys.treedump import GOLDEN_ROOTS, dump_model, walk_model
 from fuse_mount.client import request
 
 
@@ -52,7 +54,18 @@ def _system(args):
         except JournalError as e:
             sys.stderr.write(f"cxlsys: {e}\n")
             raise SystemExit(2)
+    if getattr(args, "dmesg", None) or getattr(args, "explain", False):
+        keep_log(system, getattr(args, "dmesg", None), getattr(args, "explain", False))
     return system
+
+
+def _fuse_usable(who: str) -> bool:
+    """A mount needs /dev/fuse (and, for a user, fusermount3): if that cannot work, one line saying
+    why and the fix, before anything starts."""
+    why = mounts.fuse_unusable()
+    if why:
+        sys.stderr.write(f"cxlsys {who}: {why}\n")
+    return why is None
 
 
 def control_path(mountpoint: str) -> str:
@@ -81,6 +94,8 @@ def _answers(ctl: str) -> bool:
 
 def cmd_mount(args) -> int:
     mp = args.mountpoint
+    if not _fuse_usable("mount"):
+        return 2
     ctl = control_path(mp)
     state = mounts.mount_state(mp)
     if state == mounts.DEAD_CXLSYS:
@@ -155,16 +170,27 @@ def cmd_run(args) -> int:
     cmd = args.cmd
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    if cmd and not _fuse_usable("run"):
+        return 2
+    if cmd and (args.via == "umockdev" or args.via == "auto" and os.geteuid() != 0) and not nsrun.have_preload():
+        sys.stderr.write(f"cxlsys run: {nsrun.UMOCKDEV_PRELOAD} is not installed (apt-get install umockdev): "
+                         "without root the path redirect needs it; or run as root (a private mount namespace)\n")
+        return 2
     return nsrun.run(lambda: _system(args), cmd, cache=not args.no_cache, via=args.via)
 
 
 def cmd_dmesg(args) -> int:
     ctl = os.environ.get("CXLSYS_CONTROL") if not args.mountpoint else control_path(args.mountpoint)
     if not ctl or not os.path.exists(ctl):
-        sys.stderr.write("cxlsys dmesg: no running cxlsys (give the mount point, or run inside 'cxlsys run')\n")
+        sys.stderr.write("cxlsys dmesg: no running cxlsys (give the mount point, or run inside 'cxlsys run'; "
+                         "'cxlsys run --dmesg FILE' keeps a run's log in FILE)\n")
         return 1
     try:
+        if args.json or args.follow:
+            return _dmesg_records(ctl, args.json, args.follow)
         rep = request(ctl, {"cmd": "dmesg"})
+    except BrokenPipeError:            # our reader left (cxlsys dmesg -w | head): main() ends quietly
+        raise
     except OSError as e:
         if not args.mountpoint:
             sys.stderr.write(f"cxlsys dmesg: no cxlsys answers at {ctl} ({e.strerror or e})\n")
@@ -173,6 +199,24 @@ def cmd_dmesg(args) -> int:
         return 1
     sys.stdout.write(rep["out"])
     return rep["rc"]
+
+
+def _dmesg_records(ctl: str, as_json: bool, follow: bool) -> int:
+    """The log as records: ``--json`` as util-linux ``dmesg --json`` prints it ({"dmesg": [...]}; with
+    ``--follow`` one record per line), ``--follow`` waiting for new ones until the daemon goes away."""
+    rep = request(ctl, {"cmd": "dmesg", "after": 0})
+    if as_json and not follow:
+        emit_json({"dmesg": rep["records"]})
+        return 0
+    while True:
+        for r in rep["records"]:
+            sys.stdout.write(json.dumps(r) + "\n" if as_json else f"[{r['time']:12.6f}] {r['msg']}\n")
+        sys.stdout.flush()
+        seq = rep["records"][-1]["seq"] if rep["records"] else rep["seq"]
+        try:
+            rep = request(ctl, {"cmd": "dmesg", "after": seq, "wait": 30}, timeout=60)
+        except (OSError, ValueError):   # the run ended, or the mount went away: the log is complete
+            return 0
 
 
 def cmd_snapshot(args) -> int:
@@ -234,6 +278,10 @@ def print_tree(system) -> None:
 
 
 def cmd_tree(args) -> int:
+    if args.json:
+        from cxlsys.cli.show import tree_data
+        emit_json(tree_data(_system(args)))
+        return 0
     print_tree(_system(args))
     return 0
 
@@ -250,14 +298,33 @@ def cmd_dump(args) -> int:
             sys.stderr.write(f"cxlsys dump: --root {r}: no such path below /sys\n")
             return 2
         roots.append(f"/sys/{real}")
+    if args.json:
+        out = []
+        for path, kind, mode, v in walk_model(fs, roots or list(GOLDEN_ROOTS)):
+            e: dict = {"path": path, "type": kind}
+            if kind == "link":
+                e["target"] = v
+            elif kind == "file":
+                e["mode"] = f"{mode:o}"
+                if isinstance(v, bytes):
+                    e["value"] = v.decode("utf-8", "surrogateescape")
+                else:
+                    e["error"] = v.strip("<>")
+            out.append(e)
+        emit_json(out)
+        return 0
     for line in dump_model(fs, roots or list(GOLDEN_ROOTS)):
         print(line)
     return 0
 
 
 def cmd_topologies(args) -> int:
-    for p in sorted(FIXTURES.glob("*.toml")):
-        t = load_topology(str(p))
+    found = [(p, load_topology(str(p))) for p in sorted(FIXTURES.glob("*.toml"))]
+    if args.json:
+        emit_json([{"name": p.stem, "description": t.description, "kernel": t.kernel or None,
+                    "module": t.module} for p, t in found])
+        return 0
+    for p, t in found:
         print(f"{p.stem:16} {t.description}")
     return 0
 
@@ -295,6 +362,14 @@ def parser() -> argparse.ArgumentParser:
                        help=f"kernel behaviour profile, {known_specs()}; e.g. 7.3+private-nodes-v5 "
                             "(default: the topology's own)")
 
+    def as_json(p, what):
+        p.add_argument("--json", action="store_true", help=f"print {what} as JSON (for jq and scripts)")
+
+    def logging(p):
+        p.add_argument("--dmesg", metavar="FILE",
+                       help="keep the model's kernel log in FILE (truncated first), each line written as it is "
+                            "logged: it outlives the run and a kill -9 of the daemon")
+
     def durable(p):
         p.add_argument("--state", metavar="FILE",
                        help="journal every accepted change to FILE (append-only, fsync'd) and, if FILE exists, "
@@ -303,6 +378,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mount", help="mount the model at MOUNTPOINT (a directory)")
     topo(p)
     durable(p)
+    logging(p)
+    p.add_argument("--explain", action="store_true",
+                   help="print each refused store's reason (the kernel log's line) on this terminal's stderr")
     p.add_argument("--allow-system-dir", action="store_true",
                    help="allow a mount point inside the host's /proc, /sys or /dev")
     p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
@@ -315,6 +393,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run CMD with the model as /sys (private mount namespace, or umockdev)")
     topo(p)
     durable(p)
+    logging(p)
+    p.add_argument("--explain", action="store_true",
+                   help="print each refused store's reason on stderr as it happens, e.g. 'cxlsys: refused: "
+                        "...[write ... to /sys/...: ENXIO]' before the shell's 'write error'")
     p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
     p.add_argument("--via", choices=("auto", "namespace", "umockdev"), default="auto",
                    help="namespace: bind over /sys in a private mount namespace (root); umockdev: LD_PRELOAD "
@@ -324,6 +406,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dmesg", help="print the model's kernel log")
     p.add_argument("mountpoint", nargs="?",
                    help="a 'cxlsys mount' mount point (default inside 'cxlsys run': that run's daemon)")
+    as_json(p, "the records (util-linux dmesg --json's form: pri, time, msg; with seq)")
+    p.add_argument("-w", "--follow", action="store_true",
+                   help="wait for new messages and print them until the daemon goes away")
     p.set_defaults(fn=cmd_dmesg)
     p = sub.add_parser("snapshot", help="write the tree as plain files, dirs and relative links into DIR")
     topo(p)
@@ -350,16 +435,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the topology's name (default: from its shape)")
     p.add_argument("-o", "--output", help="the file to write (default: standard output)")
     p.set_defaults(fn=cmd_generate)
-    p = sub.add_parser("tree", help="print the CXL topology as a tree")
+    p = sub.add_parser("tree", help="print the CXL topology as a tree (colour on a terminal, plain when piped)")
     topo(p)
+    as_json(p, "the tree (ports, decoders, regions; sizes in bytes)")
     p.set_defaults(fn=cmd_tree)
     p = sub.add_parser("dump", help="dump the projected tree in the golden-6.12 format")
     topo(p)
     p.add_argument("--root", action="append",
                    help="path below /sys to dump, e.g. bus/cxl/devices/mem0 or /sys/bus/cxl (a link is followed; "
                         "repeatable; default: the golden-6.12 roots)")
+    as_json(p, "a list of entries (path, type, mode, value or target; values whole, not cut at 300 bytes)")
     p.set_defaults(fn=cmd_dump)
     p = sub.add_parser("topologies", help="list the preset topologies")
+    as_json(p, "the presets (name, description, kernel, module)")
     p.set_defaults(fn=cmd_topologies)
     p = sub.add_parser("demo", help="the main job: real 'cxl list' on the model, then a tree")
     topo(p)

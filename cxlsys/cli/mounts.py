@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import grp
 import os
+import pwd
+import shutil
+import stat
 import subprocess
 from typing import Optional
 
@@ -89,4 +93,53 @@ def host_system_dir(path: str) -> Optional[str]:
     for d in HOST_DIRS:
         if p == d or p.startswith(d + "/"):
             return d
+    return None
+
+
+FUSE_DEV = "/dev/fuse"
+WITHOUT_FUSE = ("without it: cxlsys tree/dump/snapshot, and in Python System.boot() with cxlsys.sysfs.Sysfs "
+                "or the cxl_sysfs pytest fixture (no mount)")
+
+
+def _mode_text(st: os.stat_result) -> str:
+    def name(fn, ident):
+        try:
+            return fn(ident)[0]
+        except KeyError:
+            return str(ident)
+    return f"{stat.filemode(st.st_mode)} {name(pwd.getpwuid, st.st_uid)}:{name(grp.getgrgid, st.st_gid)}"
+
+
+def fuse_unusable(dev: str = FUSE_DEV) -> Optional[str]:
+    """Why this process cannot mount with FUSE, as one line with the fix, or None if it can: a
+    missing ``/dev/fuse``, one whose mode or group keeps this user out, no setuid ``fusermount3``
+    (what mounts for a user who is not root)."""
+    try:
+        st = os.stat(dev)
+    except OSError:
+        return (f"{dev} does not exist: load the module (as root: modprobe fuse); in a container, give it the "
+                f"device (docker run --device {dev}); {WITHOUT_FUSE}")
+    if not stat.S_ISCHR(st.st_mode):
+        return f"{dev} is not a character device ({_mode_text(st)}); {WITHOUT_FUSE}"
+    if not os.access(dev, os.R_OK | os.W_OK):
+        if os.geteuid() == 0:
+            return f"{dev} cannot be opened even by root (a container without the device?); {WITHOUT_FUSE}"
+        try:
+            group = grp.getgrgid(st.st_gid).gr_name
+        except KeyError:
+            group = str(st.st_gid)
+        if st.st_mode & 0o060 == 0o060 and st.st_gid != 0:
+            fix = f"join its group (sudo usermod -aG {group} $USER, then log in again)"
+        else:
+            fix = ("open it to users with a udev rule (as root: echo 'KERNEL==\"fuse\", MODE=\"0666\"' > "
+                   "/etc/udev/rules.d/99-fuse.rules; udevadm trigger --name-match=fuse)")
+        return (f"{dev} is {_mode_text(st)}: you (uid {os.getuid()}) may not open it; {fix}, "
+                f"or run as root (sudo); {WITHOUT_FUSE}")
+    if os.geteuid() != 0:
+        fm = shutil.which("fusermount3")
+        if fm is None:
+            return f"no fusermount3 (what mounts FUSE for a user): install fuse3; {WITHOUT_FUSE}"
+        if not os.stat(fm).st_mode & stat.S_ISUID:
+            return (f"{fm} is not setuid root, so it cannot mount for you: reinstall fuse3, or run as root; "
+                    f"{WITHOUT_FUSE}")
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import ctypes
+import ctypes.util
 import os
 import select
 import shutil
@@ -98,6 +99,12 @@ def write_shims(d: str) -> str:
 
 
 UMOCKDEV_PRELOAD = "libumockdev-preload.so.0"
+
+
+def have_preload() -> bool:
+    """Whether the dynamic linker finds umockdev's preload library (where LD_PRELOAD can't, it
+    only warns, and CMD would read the host's /sys)."""
+    return ctypes.util.find_library("umockdev-preload") is not None
 PROC_FILES = ("meminfo", "iomem")
 
 
