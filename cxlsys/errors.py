@@ -17,6 +17,9 @@ import os
 
 
 class KernelError(OSError):
+    """A refusal as the kernel gives it: ``errno`` (always set) and ``reason``, the kernel log's
+    line; ``str(e)`` is ``[EINVAL] reason``."""
+
     errno: int          # always set (OSError's may be None)
 
     def __init__(self, err: int, reason: str = ""):

@@ -15,6 +15,8 @@ LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "notice": 5, "
 
 @attrs.define
 class Record:
+    """One line of the log: sequence number, time since boot, wall time, level (0 emerg .. 7 debug)."""
+
     seq: int
     ts: float          # seconds since the model "booted"
     wall: float        # host wall-clock time, for journalctl --since
@@ -33,6 +35,9 @@ class Record:
 
 @attrs.define
 class KernelLog:
+    """The model's printk ring (``system.klog``): ``cxlsys dmesg``, ``journalctl -k`` and ``dmesg``
+    inside ``cxlsys run`` read it; every refused store leaves its reason here."""
+
     size: int = 4096
     boot: float = attrs.field(factory=time.monotonic)
     records: collections.deque = attrs.field(init=False)
@@ -46,6 +51,7 @@ class KernelLog:
         self.records = collections.deque(maxlen=self.size)
 
     def log(self, text: str, level: str = "info", tag: str = "") -> None:
+        """printk at ``level`` (a name of :data:`LEVELS`); ``tag`` marks a kind of line for sinks."""
         with self._arrived:
             self.seq += 1
             rec = Record(self.seq, time.monotonic() - self.boot, time.time(), LEVELS[level], text, tag)
@@ -95,6 +101,8 @@ class KernelLog:
         self.records.clear()
 
     def lines(self, since_wall: float | None = None, max_level: int = 7) -> list[str]:
+        """The ring as dmesg prints it, up to ``max_level`` (7: with debug lines), optionally only
+        records since a wall-clock time."""
         return [
             r.line()
             for r in self.records

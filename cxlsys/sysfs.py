@@ -123,6 +123,12 @@ PAGE_SIZE = 4096
 
 
 class Sysfs:
+    """The /sys of a :class:`~cxlsys.system.System`, in-process: paths relative to ``/sys``, without
+    the leading slash (``"bus/cxl/devices/mem0/serial"``).  Reads give bytes, as read(2) does; a
+    refused store raises ``OSError`` with the kernel's errno (a :class:`~cxlsys.errors.KernelError`,
+    whose ``reason`` is the kernel log's line).  Every adapter (the mount, pyfakefs, the dump) uses
+    this interface and nothing else; any number of them may share one system."""
+
     def __init__(self, system):
         self.sys = system
         self.root = sysfs_root(system)
@@ -385,6 +391,7 @@ class Sysfs:
             return {n: _entry(c, ia.get(f"{real}/{n}" if real else n)) for n, c in self._listing(real, node).items()}
 
     def listdir(self, path: str) -> list:
+        """The names in directory ``path`` (a link to a directory is followed), as os.listdir."""
         with self.sys.lock:
             self._refresh()
             node, real = self._dir(path)
@@ -403,6 +410,7 @@ class Sysfs:
             return kernfs_target_path(real.rpartition("/")[0], node.target)
 
     def realpath(self, path: str) -> str:
+        """``path`` with every link resolved (relative to /sys), as realpath(1) prints it."""
         with self.sys.lock:
             self._refresh()
             return self._follow(path.strip("/"))[1]
@@ -421,6 +429,7 @@ class Sysfs:
         return self.read_at(path, 0, None)
 
     def read_at(self, path: str, offset: int, size: Optional[int]) -> bytes:
+        """``size`` bytes (None: all) from ``offset``, as pread(2) on the file gives them."""
         with self.sys.lock:
             self._refresh()
             return self._read_node(path, self._file(path), offset, size)

@@ -52,6 +52,23 @@ BUILTIN_MODULES = ("cxl_core", "cxl_acpi", "cxl_port", "cxl_mem", "cxl_pmem", "c
 
 @attrs.define(eq=False)
 class System:
+    """One simulated machine.  Make one with :meth:`System.boot` (not the constructor, whose
+    fields are the machine's parts):
+
+    >>> from cxlsys.system import System
+    >>> from cxlsys.sysfs import Sysfs
+    >>> system = System.boot("cxl_test", kernel="7.3")          # a preset name or a TOML file
+    >>> fs = Sysfs(system)                                      # its /sys, in-process
+    >>> fs.read("bus/cxl/devices/decoder0.0/size")
+    b'0x40000000\\n'
+
+    What a caller uses: :meth:`boot`, :meth:`modprobe` (``["-r", "cxl_test"]``...), :attr:`mm`
+    (the allocation oracle of the private-nodes proposals), :attr:`klog` (the kernel log:
+    ``klog.lines()``), :attr:`lock` (the model's ``cxl_region_rwsem``: hold it to read several
+    values in one state), :attr:`profile` and :attr:`topology`; every store goes through
+    :class:`cxlsys.sysfs.Sysfs` (or the mount), which raises ``OSError`` with the kernel's errno for a
+    refusal.  The rest is the model's own: buses, devices, ids, timers (see ``docs/api.md``)."""
+
     lock: threading.RLock = attrs.field(factory=threading.RLock, repr=False)
     klog: KernelLog = attrs.field(factory=KernelLog, repr=False)
     changes: ChangeTracker = attrs.field(factory=ChangeTracker, repr=False)   # what the projection must re-read
@@ -160,6 +177,8 @@ class System:
             self.changes.everything()
 
     def unload(self) -> None:
+        """modprobe -r <topology module>: unplug the machine (drivers unbind, devices go, in the
+        kernel's order); a topology without ``[module]`` stays."""
         with self.lock:
             t = self.topology
             if self.machine is None or t is None:
@@ -238,17 +257,21 @@ class System:
             return n
 
     def queue_work(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` to run when the current operation ends (the kernel's schedule_work)."""
         self.work.append(fn)
 
     def flush_work(self) -> None:
+        """Run the queued work, in order, including work it queues (flush_workqueue)."""
         while self.work:
             fn = self.work.pop(0)
             fn()
 
     def hdm_of(self, dev: Device):
+        """The HDM decoder capability the topology gives ``dev`` (None: not a CXL component)."""
         return self.machine.hdm_caps.get(dev.name) if self.machine else None
 
     def target_node_of(self, hpa: int) -> int:
+        """The NUMA node memory at ``hpa`` is onlined to (its window's ``node``, else 0)."""
         return self.machine.target_node_of(hpa) if self.machine else 0
 
     def hpa_busy_ranges(self, root) -> list:
@@ -265,6 +288,7 @@ class System:
         return self.memory.range_has_system_ram(start, size)
 
     def device_by_path(self, path: str) -> Optional[Device]:
+        """The device at ``devices/...`` (a path below /sys), or None."""
         parts = path.strip("/").split("/")
         if not parts or parts[0] != "devices":
             return None

@@ -119,4 +119,6 @@ def _read(name_or_path: str) -> tuple[Path, bytes]:
 
 
 def parse_topology(data: dict, src: str = "<topology>") -> Topology:
+    """A topology built in code (the dict a TOML file loads to): checked as a file is, a
+    :class:`TopologyError` naming ``src``, the field and the problem if it is wrong."""
     return _Parser(data, src).run()

@@ -37,6 +37,9 @@ class GenerateError(ValueError):
 
 @attrs.frozen
 class GenSpec:
+    """The shape ``cxlsys generate`` builds (its options): host bridges x root ports, a switch of
+    ``switch_ports`` below each root port or none, one memdev per leaf port; see :func:`generate`."""
+
     host_bridges: int = 1
     root_ports: int = 2                 # per host bridge
     switch_ports: int = 0               # downstream ports per switch; 0: memdevs on the root ports
