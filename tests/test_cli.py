@@ -231,3 +231,26 @@ def test_dmesg_outside_a_run_points_at_the_log_file(capsys, monkeypatch):
     assert main(["dmesg"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--dmesg FILE" in err
+
+
+@pytest.mark.mount
+def test_mount_keeps_its_log(tmp_path):
+    mp, log = tmp_path / "mp", tmp_path / "kernel.log"
+    mp.mkdir()
+    up = subprocess.run([PY, "-m", "cxlsys", "mount", "--dmesg", str(log), str(mp)],
+                        capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    try:
+        with pytest.raises(OSError) as e:
+            with open(mp / CREATE, "w") as f:
+                f.write("4\n")
+        assert e.value.errno == 22
+    finally:
+        subprocess.run([PY, "-m", "cxlsys", "umount", str(mp)], check=True, timeout=60)
+    assert log.read_text().splitlines()[-1].endswith("got '4' [write '4' to /sys/devices/platform/cxl_acpi.0/"
+                                                     "root0/decoder0.0/create_ram_region: EINVAL]")
+
+
+def test_mount_explains_only_in_the_foreground(tmp_path, capsys):
+    assert main(["mount", "--explain", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("cxlsys mount: --explain needs --foreground")

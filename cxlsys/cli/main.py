@@ -94,6 +94,10 @@ def _answers(ctl: str) -> bool:
 
 def cmd_mount(args) -> int:
     mp = args.mountpoint
+    if args.explain and not args.foreground:
+        sys.stderr.write("cxlsys mount: --explain needs --foreground (a daemon in the background has no terminal "
+                         "to explain on; --dmesg FILE keeps the reasons)\n")
+        return 2
     if not _fuse_usable("mount"):
         return 2
     ctl = control_path(mp)
@@ -369,6 +373,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--dmesg", metavar="FILE",
                        help="keep the model's kernel log in FILE (truncated first), each line written as it is "
                             "logged: it outlives the run and a kill -9 of the daemon")
+        p.add_argument("--explain", action="store_true",
+                       help="print each refused store's reason on this stderr as it happens, e.g. 'cxlsys: refused: "
+                            "...[write ... to /sys/...: ENXIO]' before the shell's 'write error'")
 
     def durable(p):
         p.add_argument("--state", metavar="FILE",
@@ -379,8 +386,6 @@ def parser() -> argparse.ArgumentParser:
     topo(p)
     durable(p)
     logging(p)
-    p.add_argument("--explain", action="store_true",
-                   help="print each refused store's reason (the kernel log's line) on this terminal's stderr")
     p.add_argument("--allow-system-dir", action="store_true",
                    help="allow a mount point inside the host's /proc, /sys or /dev")
     p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
@@ -394,9 +399,6 @@ def parser() -> argparse.ArgumentParser:
     topo(p)
     durable(p)
     logging(p)
-    p.add_argument("--explain", action="store_true",
-                   help="print each refused store's reason on stderr as it happens, e.g. 'cxlsys: refused: "
-                        "...[write ... to /sys/...: ENXIO]' before the shell's 'write error'")
     p.add_argument("--no-cache", action="store_true", help="disable kernel caching (every lookup reaches Python)")
     p.add_argument("--via", choices=("auto", "namespace", "umockdev"), default="auto",
                    help="namespace: bind over /sys in a private mount namespace (root); umockdev: LD_PRELOAD "
