@@ -45,8 +45,8 @@ qemu-system-x86_64 -M q35,cxl=on -m 4G,maxmem=8G,slots=8 -smp 4 \
 
 # hand-written command lines, each a shape QEMU can build
 PMEM_LSA = ("-M q35,cxl=on -m 2G -smp 2 -nographic "
-            "-object memory-backend-file,id=cxl-mem1,share=on,mem-path=/tmp/cxltest.raw,size=512M "
-            "-object memory-backend-file,id=cxl-lsa1,share=on,mem-path=/tmp/lsa.raw,size=1M "
+            "-object memory-backend-file,id=cxl-mem1,share=on,mem-path=cxltest.raw,size=512M "
+            "-object memory-backend-file,id=cxl-lsa1,share=on,mem-path=lsa.raw,size=1M "
             "-device pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1 "
             "-device cxl-rp,port=0,bus=cxl.1,id=root_port13,chassis=0,slot=2 "
             "-device cxl-type3,bus=root_port13,persistent-memdev=cxl-mem1,lsa=cxl-lsa1,id=cxl-pmem0,sn=0x99 "
@@ -217,6 +217,8 @@ IMPORT_ERRORS = [
      "pxb-cxl 'cxl.1': its buses 0x0c..0x0d run into pxb-cxl 'cxl.2'"),
     ("other-device-on-cxl-bus", BASE + "-device virtio-net-pci,bus=rp0 " + FMW,
      "virtio-net-pci (the 3rd -device): bus 'rp0' is a CXL cxl-rp"),
+    ("pxb-numa-node", BASE.replace("id=cxl.1", "id=cxl.1,numa_node=1") + T3 + FMW,
+     "pxb-cxl 'cxl.1': numa_node 1: without -numa the guest has node 0 only"),
     ("numa", BASE + T3 + FMW + " -numa node,nodeid=0", "-numa node,nodeid=0: not supported by import-qemu"),
     ("maxmem-without-slots", BASE.replace("-m 4G", "-m 4G,maxmem=8G") + T3 + FMW,
      "-m: maxmem above the initial memory needs slots="),
@@ -255,6 +257,7 @@ EXPORT_ERRORS = [
     ("qemu-hdm-db", lambda d: d["acpi"].update(hpa_base="0x100000000"), "acpi.hpa_base: 0x100000000: with -m 4G"),
     ("qemu-hdm-db", lambda d: d["node"][1].update(id=5) or d["window"][0].update(node=5),
      "node[1].id: 5: QEMU gives 1"),
+    ("bi-direct", lambda d: d["window"][0].update(base="0x490000000"), "window[0].base: QEMU places the windows"),
     ("bi-direct", lambda d: d["memdev"][0].update(device_type=2), "memdev[0].device_type: QEMU emulates type-3"),
     ("bi-direct", lambda d: d["host_bridge"][0].update(uid=300, name="pci0000:0c") or d["window"][0].update(
         targets=[300]), "host_bridge[0].uid: 300: a pxb-cxl's uid is its bus_nr"),

@@ -435,7 +435,7 @@ def _backend(m: _Machine, d: _Dev, key: str) -> int:
     return _size(f"{t} {oid!r}: size", p["size"])
 
 
-def _memdev(m: _Machine, d: _Dev, assert_port: _Dev) -> dict[str, Any]:
+def _memdev(m: _Machine, d: _Dev, port: _Dev) -> dict[str, Any]:
     for key in ("volatile-dc-memdev", "num-dc-regions"):
         if key in d.props:
             raise QemuError(f"{d.what}: {key}: dynamic capacity (DCD) is not modelled by cxlsys")
@@ -460,7 +460,7 @@ def _memdev(m: _Machine, d: _Dev, assert_port: _Dev) -> dict[str, Any]:
         raise QemuError(f"{d.what}: hdm-db=on needs x-256b-flit=on (QEMU: hdm-db requires operating in 256b flit)")
     if "cdat" in d.props:
         raise QemuError(f"{d.what}: cdat: a CDAT file is not modelled (QEMU's own CDAT gives qos_class 0)")
-    md: dict[str, Any] = {"name": d.pci_name, "parent": assert_port.pci_name, "kind": "pci"}
+    md: dict[str, Any] = {"name": d.pci_name, "parent": port.pci_name, "kind": "pci"}
     if ram:
         md["ram"] = Size(ram)
     if pmem:
@@ -472,6 +472,8 @@ def _memdev(m: _Machine, d: _Dev, assert_port: _Dev) -> dict[str, Any]:
     assert d.pxb is not None
     if "numa_node" in d.pxb.props:
         md["numa_node"] = _int(f"{d.pxb.what}: numa_node", d.pxb.props["numa_node"], 0, 1023)
+        if md["numa_node"] != 0:
+            raise QemuError(f"{d.pxb.what}: numa_node {md['numa_node']}: without -numa the guest has node 0 only")
     md.update(payload_max=PAYLOAD_MAX, firmware_version=FW_VERSION, qos_class=QTG_ID, decoders=QEMU_DECODERS)
     if hdm_db:
         md["hdm_db"] = True
@@ -600,7 +602,7 @@ def parse_qemu_argv(argv: list[str], name: str = "qemu") -> dict[str, Any]:
     nodes: list[dict[str, Any]] = [{"id": 0, "cpus": list(range(cpus)), "memory": Size(ram)}]
     for i, w in enumerate(windows):
         nodes.append({"id": i + 1, "online": False})
-        w.update(restrictions=RESTRICT_BI if hdm_db else RESTRICT_QEMU, qtg_id=QTG_ID, node=i + 1)
+        w.update(restrictions=list(RESTRICT_BI if hdm_db else RESTRICT_QEMU), qtg_id=QTG_ID, node=i + 1)
     ram_total = sum(md.get("ram", 0) + md.get("pmem", 0) for md in mds)
     doc: dict[str, Any] = {
         "name": name,
@@ -844,6 +846,8 @@ def _diff(t: Topology, back: Topology, ids: dict[str, str], order: list[Any]) ->
                 return f"node[{i}].{k}: {v!r}: QEMU gives {getattr(nb, k)!r}"
     for i, (wa, wb) in enumerate(zip(t.windows, back.windows)):
         for k, v in _fields(wa).items():
+            if k == "base" and v is not None:
+                return f"window[{i}].base: QEMU places the windows one after another from acpi.hpa_base (no base)"
             if v != getattr(wb, k):
                 shown = ", ".join(r for r, bit in _restr() if v & bit) if k == "restrictions" else repr(v)
                 gives = ", ".join(r for r, bit in _restr() if getattr(wb, k) & bit) if k == "restrictions" \
