@@ -40,6 +40,8 @@ API: dict[str, list[str]] = {
                        "cxlsys_run", "wait_for_line"],
     "cxlsys.topology": ["load_topology", "parse_topology", "TopologyError"],
     "cxlsys.topology.generate": ["GenSpec", "generate"],
+    "cxlsys.topology.qemu": ["parse_qemu_argv", "to_qemu_argv", "split_command_line", "format_command_line",
+                             "QemuError"],
     "cxlsys.profile": ["resolve", "known_specs", "ProfileError"],
     "cxlsys.klog": ["KernelLog", "KernelLog.log", "KernelLog.lines", "KernelLog.add_sink", "KernelLog.wait_after",
                     "Record"],
