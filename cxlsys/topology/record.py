@@ -1,0 +1,717 @@
+"""``cxlsys record``: a topology file from a sysfs tree.
+
+:func:`record` reads a directory that plays ``/sys`` -- the machine's real ``/sys`` (read only), a
+``cxlsys mount`` mount point, or a ``cxlsys snapshot`` directory -- with plain file reads and
+readlinks only, and returns a :class:`Recording`: the topology as a dict (what
+:func:`cxlsys.topology.parse_topology` takes) and the list of what the topology format cannot say
+about that machine.  :meth:`Recording.text` is the TOML file, with a header naming the source and
+time and the not-represented lines as comments.
+
+What is read, and from where (all below the root):
+
+* ``bus/cxl/devices/root0``: its ``uport`` (the ACPI0017 device), its ``dportN`` links (the host
+  bridges, ``N`` = the CHBS UID), its ``decoder0.N`` (the CFMWS windows: ``start``, ``size``,
+  ``interleave_ways``/``granularity``, ``target_list``, ``cap_*``, ``locked``, ``qos_class``);
+* ``portN``: the host bridges' ports (their ``dportN`` = root ports) and switches (``uport`` =
+  the upstream port, ``dportN`` = the downstream ports), their decoder counts;
+* ``memN``: the host device (its path places it below its port; PCI ids, ``numa_node``, the
+  cxl_test mock attributes), ``ram/size``, ``pmem/size``, ``serial``, ``firmware_version``,
+  ``payload_max``, ``label_storage_size``, ``*/qos_class``, its endpoint's decoders;
+* ``regionN``: committed regions become ``[[auto_region]]`` (what a reboot of a machine whose
+  decoders are firmware-programmed or locked shows), with their members' endpoint decoders, and
+  the state of their dax device (``dax_mode``, ``online``);
+* ``devices/system/memory`` (block size, ``auto_online_blocks``, the hot-added blocks' state and
+  zone), ``module/memory_hotplug/parameters``, ``devices/system/node`` (nodes, CPUs, boot memory,
+  distances).
+
+Nothing is dropped silently: what cannot be represented is a line in
+:attr:`Recording.not_represented`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+__all__ = ["RecordError", "Recording", "record", "toml_text"]
+
+_PCI_FN = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+_PCI_ROOT = re.compile(r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
+_N = re.compile(r"(\d+)$")
+WAYS = (1, 2, 4, 8, 16, 3, 6, 12)
+TARGET_COUNTS = (1, 2, 4, 8)
+DEFAULT_VENDOR, DEFAULT_DEVICE = 0x8086, 0x0D93
+SZ_256M = 256 << 20
+
+
+class RecordError(ValueError):
+    """The root is not a sysfs tree with CXL in it; ``str()`` is one line."""
+
+
+@attrs.define
+class Recording:
+    root: str
+    topology: dict[str, Any]
+    not_represented: list[str] = attrs.field(factory=list)
+
+    def text(self, when: str = "") -> str:
+        """The topology file: a header comment (source, time, what is not represented), then TOML."""
+        head = [f"# recorded by cxlsys record from {self.root}" + (f" at {when}" if when else "")]
+        if self.not_represented:
+            head.append("# not represented in this file:")
+            head += [f"#   {line}" for line in self.not_represented]
+        return "\n".join(head) + "\n" + toml_text(self.topology)
+
+
+# ------------------------------------------------------------------------------ TOML text
+
+def _val(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return f"{v:#x}" if v >= 1 << 20 else str(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_val(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_val(x)}" for k, x in v.items()) + " }" if v else "{}"
+    raise TypeError(f"no TOML for {v!r}")
+
+
+def _key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _val(k)
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """``data`` as TOML: plain keys first, then ``[table]``s, then ``[[array]]``s of tables, in
+    the dict's order (lists of tables inside an entry, as ``downstream``, one per line)."""
+    out: list[str] = []
+    for k, v in data.items():
+        if not isinstance(v, dict) and not (isinstance(v, list) and v and isinstance(v[0], dict)):
+            out.append(f"{_key(k)} = {_val(v)}")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.append(f"\n[{_key(k)}]")
+            out += [f"{_key(a)} = {_val(b)}" for a, b in v.items()]
+    for k, v in data.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                out.append(f"\n[[{_key(k)}]]")
+                for a, b in item.items():
+                    if isinstance(b, list) and b and isinstance(b[0], dict):
+                        out.append(f"{_key(a)} = [\n" + "".join(f"    {_val(x)},\n" for x in b) + "]")
+                    else:
+                        out.append(f"{_key(a)} = {_val(b)}")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------ reading
+
+class _Tree:
+    """Plain reads below ``root``; paths are relative to it (as below /sys)."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def p(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    def read(self, rel: str) -> str | None:
+        """The file's text without its trailing newline; ``None`` if it cannot be read."""
+        try:
+            with open(self.p(rel), "rb") as f:
+                data = f.read(1 << 16)
+        except OSError:
+            return None
+        return data.decode("utf-8", "replace").removesuffix("\n")
+
+    def int(self, rel: str, base: int = 0) -> int | None:
+        v = self.read(rel)
+        try:
+            return int(v.strip(), base) if v is not None else None
+        except ValueError:
+            return None
+
+    def ls(self, rel: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.p(rel)))
+        except OSError:
+            return []
+
+    def exists(self, rel: str) -> bool:
+        return os.path.lexists(self.p(rel))
+
+    def real(self, rel: str) -> str:
+        """Where ``rel`` leads once its links are followed, relative to the root."""
+        return os.path.relpath(os.path.realpath(self.p(rel)), os.path.realpath(self.root))
+
+    def link_name(self, rel: str) -> str | None:
+        try:
+            return os.path.basename(os.readlink(self.p(rel)))
+        except OSError:
+            return None
+
+
+def _num(name: str) -> int:
+    m = _N.search(name)
+    return int(m.group(1)) if m else -1
+
+
+def _dec_key(name: str) -> tuple[int, int]:
+    a, _, b = name[len("decoder"):].partition(".")
+    return int(a), int(b)
+
+
+def _natural(name: str) -> tuple:
+    """Sort key: names with their numbers compared as numbers (cxl_root_port.10 after .9)."""
+    return tuple(int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name))
+
+
+def _kind(name: str) -> str:
+    return "pci" if _PCI_FN.match(name) or _PCI_ROOT.match(name) else "platform"
+
+
+def _round_up(n: int, choices: tuple[int, ...]) -> int:
+    return next((c for c in sorted(choices) if c >= n), max(choices))
+
+
+def _size(n: int) -> str | int:
+    for unit, s in (("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if n and n % (1 << s) == 0:
+            return f"{n >> s}{unit}"
+    return n
+
+
+@attrs.define
+class _Port:
+    name: str              # portN / endpointN
+    uport: str             # the uport device path, relative to the root
+    dports: dict[int, str]  # dport id -> device path
+    decoders: list[str]    # decoder names, in id order
+
+
+def record(root: str, name: str = "recorded", progress: Callable[[str], None] | None = None) -> Recording:
+    """The topology of the sysfs tree at ``root`` (named ``name``); :class:`RecordError` if there
+    is no CXL there.  ``progress`` is told each phase as it starts."""
+    if not os.path.isdir(root):
+        raise RecordError(f"{root}: no such directory")
+    t = _Tree(root)
+    if not os.path.isdir(t.p("bus/cxl/devices")):
+        raise RecordError(f"{root}: no CXL here (no bus/cxl/devices)")
+    if not t.exists("bus/cxl/devices/root0"):
+        raise RecordError(f"{root}: no CXL root (no bus/cxl/devices/root0: is cxl_acpi loaded?)")
+    return _Recorder(t, name, progress or (lambda s: None)).run()
+
+
+class _Recorder:
+    def __init__(self, t: _Tree, name: str, progress: Callable[[str], None]):
+        self.t = t
+        self.name = name
+        self.progress = progress
+        self.missing: list[str] = []
+        self.out: dict[str, Any] = {}
+
+    def note(self, line: str) -> None:
+        if line not in self.missing:
+            self.missing.append(line)
+
+    # ---------------------------------------------------------------- CXL ports
+    def _port(self, name: str) -> _Port:
+        t, d = self.t, f"bus/cxl/devices/{name}"
+        dports = {}
+        for x in t.ls(d):
+            if x.startswith("dport") and x[5:].isdigit():
+                dports[int(x[5:])] = t.real(f"{d}/{x}")
+        decs = sorted((x for x in t.ls(d) if re.fullmatch(r"decoder\d+\.\d+", x)), key=_dec_key)
+        return _Port(name, t.real(f"{d}/uport"), dports, decs)
+
+    def run(self) -> Recording:
+        t = self.t
+        names = t.ls("bus/cxl/devices")
+        self.progress("ports")
+        ports = {n: self._port(n) for n in names if re.fullmatch(r"(root|port|endpoint)\d+", n)}
+        root = ports["root0"]
+        acpi = root.uport
+        top: dict[str, Any] = {"name": "", "description": ""}
+        self.out = top
+        acpi_dev = os.path.basename(acpi)
+        module = None
+        if t.exists("module/cxl_test"):
+            module = "cxl_test"
+        top["kernel"] = self._kernel(root)
+        if module:
+            params = {}
+            for p in t.ls("module/cxl_test/parameters"):
+                v = t.int(f"module/cxl_test/parameters/{p}")
+                if v is not None:
+                    params[p] = v
+            top["module"] = {"name": module, "params": params}
+        acpi_tab: dict[str, Any] = {"device": acpi_dev,
+                                    "parent": "platform" if acpi.startswith("devices/platform/") else ""}
+
+        # host bridges: root0's dports; the uid is the dport id
+        hb_by_path: dict[str, dict[str, Any]] = {}
+        hbs: list[dict[str, Any]] = []
+        for uid, path in sorted(root.dports.items()):
+            name = os.path.basename(path)
+            hb: dict[str, Any] = {"name": name, "uid": uid, "kind": _kind(name)}
+            if hb["kind"] == "platform":
+                for c in ("physical_node", "firmware_node"):
+                    if t.exists(f"{path}/{c}"):
+                        hb["companion"] = c
+                        break
+            hb_by_path[path] = hb
+            hbs.append(hb)
+        by_uport = {p.uport: p for p in ports.values() if p.name != "root0"}
+        root_ports: list[dict[str, Any]] = []
+        switches: list[dict[str, Any]] = []
+        dport_owner: dict[str, str] = {}                # dport device path -> its port's name
+        for path, hb in hb_by_path.items():
+            port = by_uport.get(path)
+            if port is None:
+                # no portN for it: an RCH (its RCDs attach to root0), or a host bridge cxl_acpi gave up on
+                below = [p for p in ports.values() if p.name.startswith("endpoint")
+                         and os.path.dirname(os.path.dirname(p.uport)) == path]
+                if below:
+                    hb["rch"] = True
+                else:
+                    self.note(f"host bridge {hb['name']}: no CXL port and no RCD below it (recorded as a host "
+                              "bridge without root ports; the loader refuses it unless it is an RCH)")
+                continue
+            self._decoders(hb, port, len(port.dports))
+            for pid, dp in sorted(port.dports.items()):
+                root_ports.append({"name": os.path.basename(dp), "parent": hb["name"], "port_id": pid})
+                dport_owner[dp] = port.name
+        # switches: ports whose uport sits below a dport
+        sw_ports = sorted((p for p in ports.values() if p.name.startswith("port") and p.uport not in hb_by_path),
+                          key=lambda p: _num(p.name))
+        for sp in sw_ports:
+            sw: dict[str, Any] = {"name": os.path.basename(sp.uport),
+                                  "parent": os.path.basename(os.path.dirname(sp.uport))}
+            self._decoders(sw, sp, len(sp.dports))
+            sw["downstream"] = [{"name": os.path.basename(dp), "port_id": pid}
+                                for pid, dp in sorted(sp.dports.items())]
+            switches.append(sw)
+        # file order is enumeration order: the root ports as the platform or PCI numbers them
+        root_ports.sort(key=lambda rp: _natural(rp["name"]))
+        self.note("ports and switches without an enumerated endpoint below them are not CXL ports yet "
+                  "(not in /sys/bus/cxl): not recorded")
+
+        # memdevs, by memN
+        self.progress("memdevs")
+        mems = sorted((n for n in names if re.fullmatch(r"mem\d+", n)), key=_num)
+        ep_of = {p.uport: p for p in ports.values() if p.name.startswith("endpoint")}
+        memdevs: list[dict[str, Any]] = []
+        mem_host: dict[str, str] = {}           # memN -> host device name
+        mem_ep: dict[str, _Port] = {}
+        drivers = set()
+        rch_names = {hb["name"] for hb in hbs if hb.get("rch")}
+        for m in mems:
+            md, ep, drv = self._memdev(m, ep_of, rch_names)
+            memdevs.append(md)
+            mem_host[m] = md["name"]
+            if ep is not None:
+                mem_ep[m] = ep
+            if drv:
+                drivers.add(drv)
+        if drivers - {"cxl_pci"} and module != "cxl_test":
+            acpi_tab["memdev_driver"] = "cxl_mock_mem"
+        if any(md.get("kind") == "platform" for md in memdevs) and "memdev_driver" not in acpi_tab \
+                and module != "cxl_test":
+            acpi_tab["memdev_driver"] = "cxl_mock_mem"
+
+        # windows, in decoder0.N order
+        self.progress("windows")
+        windows, bases = self._windows(root)
+        top["acpi"] = acpi_tab
+        top["system"] = self._system()
+        self.progress("nodes")
+        top["node"] = self._nodes()
+        top["host_bridge"] = hbs
+        top["root_port"] = root_ports
+        top["switch"] = switches
+        top["memdev"] = memdevs
+        top["window"] = windows
+        self.progress("regions")
+        top["auto_region"] = self._regions(root, bases, mem_host, mem_ep, ports, windows)
+        self._window_nodes(windows, top["node"])
+        for k in ("root_port", "switch", "memdev", "window", "auto_region", "host_bridge", "node"):
+            if not top[k]:
+                del top[k]
+        top["name"] = self.name
+        top["description"] = (f"recorded: {len(hbs)} host bridge(s), {len(switches)} switch(es), "
+                              f"{len(memdevs)} memdev(s), {len(windows)} window(s), "
+                              f"{len(top.get('auto_region', []))} committed region(s)")
+        if top["kernel"] is None:
+            del top["kernel"]
+        return Recording(self.t.root, top, self.missing)
+
+    def _kernel(self, root: _Port) -> str | None:
+        """The kernel profile the attributes show: only the BI proposal is visible in sysfs (its
+        ``create_ram_bi_region``); the kernel version is not (that is /proc, not /sys)."""
+        bi = any(self.t.exists(f"bus/cxl/devices/root0/{d}/create_ram_bi_region") for d in root.decoders)
+        if bi:
+            self.note("hdm_db and flit of memdevs and ports: PCIe DVSEC registers, not in sysfs "
+                      "(recorded as 68B flit, no HDM-DB)")
+        return "6.12-bi" if bi else None
+
+    def _decoders(self, entry: dict[str, Any], port: _Port, ndports: int) -> None:
+        entry["decoders"] = len(port.decoders)
+        ways = [self.t.int(f"bus/cxl/devices/{port.name}/{d}/interleave_ways") or 1 for d in port.decoders]
+        entry["targets"] = _round_up(max([ndports, *ways]), TARGET_COUNTS)
+        self.note("HDM decoder target counts (an HDM capability register, not in sysfs): recorded as the "
+                  "number of dports rounded up to 1, 2, 4 or 8")
+
+    def _memdev(self, m: str, ep_of: dict[str, _Port], rch: set[str]) -> tuple[dict[str, Any], _Port | None, str]:
+        t, d = self.t, f"bus/cxl/devices/{m}"
+        path = t.real(d)
+        host = os.path.dirname(path)
+        hname = os.path.basename(host)
+        parent = os.path.basename(os.path.dirname(host))
+        md: dict[str, Any] = {"name": hname, "parent": parent, "kind": _kind(hname)}
+        ram, pmem = t.int(f"{d}/ram/size") or 0, t.int(f"{d}/pmem/size") or 0
+        if ram:
+            md["ram"] = _size(ram)
+        if pmem:
+            md["pmem"] = _size(pmem)
+        if (ram % SZ_256M) or (pmem % SZ_256M):
+            self.note(f"{m}: capacity ram {ram:#x} pmem {pmem:#x} is not in 256M units (the loader refuses it)")
+        serial = t.int(f"{d}/serial")
+        md["serial"] = serial or 0
+        numa = t.int(f"{host}/numa_node")
+        if numa is None:
+            numa = t.int(f"{d}/numa_node")
+        if numa is not None and numa != -1:
+            md["numa_node"] = numa
+        lsa = t.int(f"{d}/label_storage_size")
+        if lsa:
+            md["lsa"] = _size(lsa)
+        pm = t.int(f"{d}/payload_max")
+        if pm is not None and pm != 4096:
+            md["payload_max"] = pm
+        fw = t.read(f"{d}/firmware_version")
+        if fw:
+            md["firmware_version"] = fw
+        qos = [t.int(f"{d}/{part}/qos_class") for part in ("ram", "pmem")]
+        qos = [q for q in qos if q is not None]
+        if qos:
+            md["qos_class"] = qos[0]
+            if len(set(qos)) > 1:
+                self.note(f"{m}: ram and pmem qos_class differ ({qos[0]}, {qos[1]}): recorded as {qos[0]}")
+        ep = ep_of.get(path)
+        if ep is not None:
+            md["decoders"] = max(1, len(ep.decoders))
+        else:
+            self.note(f"{m}: no endpoint port (not attached to the CXL topology): its HDM decoder count is "
+                      "recorded as the default")
+        if parent in rch:
+            md["rcd"] = True
+        if md["kind"] == "platform" and t.exists(f"{host}/event_trigger"):
+            md["mock"] = True
+        if md["kind"] == "pci":
+            v, dv = t.int(f"{host}/vendor"), t.int(f"{host}/device")
+            if v is not None and v != DEFAULT_VENDOR:
+                md["vendor"] = v
+            if dv is not None and dv != DEFAULT_DEVICE:
+                md["device"] = dv
+        for f in ("dc", "dynamic_capacity"):
+            if t.exists(f"{d}/{f}"):
+                self.note(f"{m}: dynamic capacity partitions: the format has none")
+        return md, ep, t.link_name(f"{host}/driver") or ""
+
+    # ---------------------------------------------------------------- windows
+    def _windows(self, root: _Port) -> tuple[list[dict[str, Any]], list[int]]:
+        t = self.t
+        out, bases = [], []
+        for i, dec in enumerate(root.decoders):
+            d = f"bus/cxl/devices/root0/{dec}"
+            if _dec_key(dec)[1] != i:
+                self.note(f"root decoders are not numbered 0..N-1 ({dec} at place {i}): windows recorded in order")
+            size, start = t.int(f"{d}/size") or 0, t.int(f"{d}/start") or 0
+            tl = t.read(f"{d}/target_list") or ""
+            targets = [int(x) for x in tl.split(",") if x.strip().isdigit()]
+            w: dict[str, Any] = {"size": _size(size), "targets": targets, "base": start}
+            g = t.int(f"{d}/interleave_granularity", 10) or 256
+            if g != 256:
+                w["granularity"] = g
+            rs = []
+            for cap, r in (("cap_type2", "type2"), ("cap_type3", "type3"), ("cap_ram", "volatile"),
+                           ("cap_pmem", "pmem")):
+                if t.int(f"{d}/{cap}") == 1:
+                    rs.append(r)
+            if t.int(f"{d}/locked") == 1:
+                rs.append("fixed")
+            if t.exists(f"{d}/create_ram_bi_region"):
+                rs.append("bi")
+            w["restrictions"] = rs
+            q = t.int(f"{d}/qos_class")
+            if q is not None and q != -1:
+                w["qtg_id"] = q
+            if len(targets) > 1:
+                self.note("window interleave arithmetic (a CFMWS field; the CEDT is not parsed): recorded as "
+                          "modulo, no [[cxims]]")
+            out.append(w)
+            bases.append(start)
+        return out, bases
+
+    def _window_nodes(self, windows: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
+        """A window's NUMA node shows only as the target_node of a dax device in it."""
+        declared = {n["id"] for n in nodes}
+        for i, w in enumerate(windows):
+            if "node" in w:
+                if w["node"] not in declared:
+                    self.note(f"window {i}: node {w['node']} is not in devices/system/node: node not recorded")
+                    del w["node"]
+                continue
+            self.note(f"window {i} (decoder0.{i}): its NUMA node shows only through a dax device in it "
+                      "(none): recorded without a node")
+
+    # ---------------------------------------------------------------- regions
+    def _regions(self, root: _Port, bases: list[int], mem_host: dict[str, str], mem_ep: dict[str, _Port],
+                 ports: dict[str, _Port], windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        t = self.t
+        regions: list[tuple[int, dict[str, Any], list[str]]] = []
+        used: set[str] = set()           # endpoint decoders of recorded regions
+        ep_mem = {ep.name: m for m, ep in mem_ep.items()}
+        for i, dec in enumerate(root.decoders):
+            d = f"bus/cxl/devices/root0/{dec}"
+            for r in sorted((x for x in t.ls(d) if re.fullmatch(r"region\d+", x)), key=_num):
+                rd = f"{d}/{r}"
+                if t.int(f"{rd}/commit") != 1:
+                    self.note(f"{r}: not committed (a run-time setup a reboot does not keep): not recorded")
+                    continue
+                mode = t.read(f"{rd}/mode") or ""
+                ways = t.int(f"{rd}/interleave_ways", 10) or 0
+                targets = [t.read(f"{rd}/target{k}") or "" for k in range(ways)]
+                members, decs = [], []
+                ok = True
+                for e in targets:
+                    ep = os.path.basename(os.path.dirname(t.real(f"bus/cxl/devices/{e}"))) if e else ""
+                    if ep not in ep_mem:
+                        self.note(f"{r}: target {e or '?'} is not an endpoint decoder of a recorded memdev: "
+                                  "region not recorded")
+                        ok = False
+                        break
+                    members.append(mem_host[ep_mem[ep]])
+                    decs.append(_dec_key(e)[1])
+                if not ok:
+                    continue
+                if len(set(decs)) != 1:
+                    self.note(f"{r}: its members use different decoder numbers ({', '.join(map(str, decs))}); "
+                              f"the format commits one number for all: recorded as {decs[0]}")
+                start, size = t.int(f"{rd}/resource") or 0, t.int(f"{rd}/size") or 0
+                ar: dict[str, Any] = {"window": i, "size": _size(size), "members": members,
+                                      "granularity": t.int(f"{rd}/interleave_granularity", 10) or 4096}
+                off = start - bases[i]
+                if off:
+                    ar["offset"] = _size(off)
+                if decs[0]:
+                    ar["decoder"] = decs[0]
+                if mode == "pmem":
+                    self.note(f"{r}: a pmem region: its uuid ({t.read(f'{rd}/uuid') or ''}), nvdimm labels and "
+                              "namespaces are not represented (firmware-committed pmem assembles without them)")
+                self._dax_state(r, rd, ar, windows[i])
+                regions.append((_num(r), ar, targets))
+                used.update(targets)
+        self._check_dpa(mem_ep, used)
+        self._stray_decoders(ports, used)
+        out = [ar for _, ar, _ in sorted(regions, key=lambda x: x[0])]
+        self._check_order(regions)
+        return out
+
+    def _dax_state(self, r: str, rd: str, ar: dict[str, Any], window: dict[str, Any]) -> None:
+        t = self.t
+        n = _num(r)
+        dr = f"{rd}/dax_region{n}"
+        if not t.exists(dr):
+            if (t.read(f"{rd}/mode") or "") == "ram":
+                self.note(f"{r}: no dax region (cxl_region not bound to it?): a reboot binds it")
+            return
+        daxes = sorted((x for x in t.ls(dr) if re.fullmatch(r"dax\d+\.\d+", x)))
+        if daxes != [f"dax{n}.0"]:
+            self.note(f"{r}: dax devices {', '.join(daxes) or 'none'} (a reboot gives dax{n}.0 over all of it)")
+        if not daxes:
+            return
+        dd = f"{dr}/{daxes[0]}"
+        node = t.int(f"{dd}/target_node")
+        if node is not None and node >= 0:
+            if "node" in window and window["node"] != node:
+                self.note(f"{r}: target_node {node} differs from another region's in the same window "
+                          f"({window['node']})")
+            window.setdefault("node", node)
+        drv = t.link_name(f"{dd}/driver")
+        if drv == "device_dax":
+            ar["dax_mode"] = "devdax"
+            return
+        if drv != "kmem":
+            self.note(f"{r}: {daxes[0]} bound to {drv or 'no driver'}: recorded as kmem (system-ram)")
+            return
+        blocks = self._dax_blocks(dd)
+        states = set()
+        for b in blocks:
+            st = t.read(f"devices/system/memory/{b}/state") or "offline"
+            zone = (t.read(f"devices/system/memory/{b}/valid_zones") or "").split()
+            if st == "online":
+                states.add("online_movable" if zone and zone[0] == "Movable" else "online_kernel")
+            else:
+                states.add(st)
+        if len(states) > 1:
+            self.note(f"{r}: the blocks of {daxes[0]} are in different states ({', '.join(sorted(states))}): "
+                      "recorded as offline")
+            states = {"offline"}
+        state = states.pop() if states else "offline"
+        policy = t.read("devices/system/memory/auto_online_blocks") or "offline"
+        if (state, policy) != ("offline", "offline"):
+            ar["online"] = state
+
+    def _dax_blocks(self, dd: str) -> list[str]:
+        """The memory blocks a kmem-bound dax device's mappings cover (trimmed to whole blocks, as
+        kmem adds them)."""
+        t = self.t
+        bs = t.int("devices/system/memory/block_size_bytes", 16) or (128 << 20)
+        out = []
+        for mp in sorted(x for x in t.ls(dd) if x.startswith("mapping")):
+            s, e = t.int(f"{dd}/{mp}/start"), t.int(f"{dd}/{mp}/end")
+            if s is None or e is None:
+                continue
+            first, last = -(-s // bs), (e + 1) // bs
+            out += [f"memory{i}" for i in range(first, last) if t.exists(f"devices/system/memory/memory{i}")]
+        return out
+
+    def _check_dpa(self, mem_ep: dict[str, _Port], used: set[str]) -> None:
+        """Firmware's decoders map DPA from 0 up, decoder after decoder, without skips: what else
+        the memdevs hold cannot be said."""
+        t = self.t
+        for m, ep in mem_ep.items():
+            nxt = 0
+            ram = t.int(f"bus/cxl/devices/{m}/ram/size") or 0
+            for dec in ep.decoders:
+                d = f"bus/cxl/devices/{ep.name}/{dec}"
+                size = t.int(f"{d}/dpa_size") or 0
+                if not size:
+                    continue
+                res = t.int(f"{d}/dpa_resource")
+                if dec not in used:
+                    self.note(f"{dec} ({m}): {size:#x} of DPA allocated without a committed region: not recorded")
+                    continue
+                mode = t.read(f"{d}/mode")
+                if res != nxt:
+                    self.note(f"{dec} ({m}): DPA {res:#x} after a skip (firmware's decoders are recorded "
+                              f"back to back from DPA 0: a reboot maps it at {nxt:#x})" if res is not None
+                              else f"{dec} ({m}): DPA unknown")
+                elif (mode == "ram") != (nxt < ram):
+                    self.note(f"{dec} ({m}): mode {mode} at DPA {nxt:#x} (the partition there is "
+                              f"{'ram' if nxt < ram else 'pmem'}): a reboot differs")
+                nxt = (res or 0) + size
+                if t.int(f"{d}/locked") == 1:
+                    self.note(f"{dec} ({m}): locked: the format has no lock bit (recorded as committed)")
+
+    def _stray_decoders(self, ports: dict[str, _Port], used: set[str]) -> None:
+        """Committed switch and host bridge decoders are recorded with their regions; report any
+        region a port decoder names that was not recorded."""
+        t = self.t
+        for p in ports.values():
+            if p.name == "root0" or p.name.startswith("endpoint"):
+                continue
+            for dec in p.decoders:
+                d = f"bus/cxl/devices/{p.name}/{dec}"
+                if (t.int(f"{d}/size") or 0) and not t.exists(f"{d}/region"):
+                    self.note(f"{dec} ({p.name}): committed without a region: not recorded")
+
+    def _check_order(self, regions: list[tuple[int, dict[str, Any], list[str]]]) -> None:
+        """The model assembles the auto regions at boot in endpoint probe order (memN order, then
+        decoder order), taking ids from 0: say so where the recorded ids would not come back."""
+        ids = sorted(n for n, _, _ in regions)
+        if ids != list(range(len(ids))):
+            self.note(f"region ids {', '.join(f'region{n}' for n in ids)}: a reboot numbers the committed "
+                      f"regions from region0")
+
+    # ---------------------------------------------------------------- memory and nodes
+    def _system(self) -> dict[str, Any]:
+        t = self.t
+        s: dict[str, Any] = {}
+        bs = t.int("devices/system/memory/block_size_bytes", 16)
+        if bs:
+            s["block_size"] = _size(bs)
+        a = t.read("devices/system/memory/auto_online_blocks")
+        if a:
+            s["auto_online_blocks"] = a
+        mp = "module/memory_hotplug/parameters"
+        v = t.read(f"{mp}/online_policy")
+        if v:
+            s["online_policy"] = v
+        r = t.int(f"{mp}/auto_movable_ratio", 10)
+        if r is not None:
+            s["auto_movable_ratio"] = r
+        for k in ("auto_movable_numa_aware", "memmap_on_memory"):
+            v = t.read(f"{mp}/{k}")
+            if v in ("Y", "N"):
+                s[k] = v == "Y"
+        kz = t.read("kernel/debug/cxlsys/memory/kernel_zone_unmovable")      # the model's knob (debugfs)
+        if kz is not None and kz.strip() in ("0", "1", "Y", "N"):
+            s["kernel_zone_unmovable"] = kz.strip() in ("1", "Y")
+        self.note("movable_node (a boot option, /proc/cmdline, not in sysfs): recorded as off")
+        return s
+
+    def _nodes(self) -> list[dict[str, Any]]:
+        t = self.t
+        base = "devices/system/node"
+        possible = _cpus(t.read(f"{base}/possible") or "")
+        online = set(_cpus(t.read(f"{base}/online") or ""))
+        bs = t.int("devices/system/memory/block_size_bytes", 16) or (128 << 20)
+        hot: dict[int, int] = {}                  # node -> bytes of hot-added blocks online
+        for b in t.ls("devices/system/memory"):
+            if not re.fullmatch(r"memory\d+", b):
+                continue
+            if t.read(f"devices/system/memory/{b}/state") != "online":
+                continue
+            for x in t.ls(f"devices/system/memory/{b}"):
+                if re.fullmatch(r"node\d+", x):
+                    hot[_num(x)] = hot.get(_num(x), 0) + bs
+        out = []
+        ids = sorted(set(possible) | {_num(x) for x in t.ls(base) if re.fullmatch(r"node\d+", x)})
+        for nid in ids:
+            nd = f"{base}/node{nid}"
+            n: dict[str, Any] = {"id": nid}
+            cpus = _cpus(t.read(f"{nd}/cpulist") or "")
+            if cpus:
+                n["cpus"] = cpus
+            total = 0
+            for line in (t.read(f"{nd}/meminfo") or "").splitlines():
+                f = line.split()
+                if len(f) >= 4 and f[2] == "MemTotal:":
+                    total = int(f[3]) * 1024
+            boot = total - hot.get(nid, 0)
+            if boot > 0:
+                n["memory"] = _size(boot)
+            dist = (t.read(f"{nd}/distance") or "").split()
+            if dist and len(dist) == len([i for i in ids if t.exists(f"{base}/node{i}")]):
+                others = [i for i in ids if t.exists(f"{base}/node{i}")]
+                dd = {}
+                for j, v in zip(others, dist):
+                    if v.isdigit() and int(v) != (10 if j == nid else 20):
+                        dd[str(j)] = int(v)
+                if dd:
+                    n["distances"] = dd
+            if nid not in online:
+                n["online"] = False
+            out.append(n)
+        return out
+
+
+def _cpus(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        try:
+            out += list(range(int(a), int(b or a) + 1))
+        except ValueError:
+            continue
+    return out
