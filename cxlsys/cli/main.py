@@ -10,7 +10,7 @@ import sys
 import time
 import tomllib
 
-from cxlsys.cli import mounts, nsrun
+from cxlsys.cli import mounts, nsrun, record
 from cxlsys.errors import KernelError
 from cxlsys.journal import Journal, JournalError, cxlsys_version
 from cxlsys.kstrto import parse_size
@@ -350,6 +350,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the topology's name (default: from its shape)")
     p.add_argument("-o", "--output", help="the file to write (default: standard output)")
     p.set_defaults(fn=cmd_generate)
+    record.add_parser(sub)
     p = sub.add_parser("tree", help="print the CXL topology as a tree")
     topo(p)
     p.set_defaults(fn=cmd_tree)

@@ -520,9 +520,9 @@ class _Recorder:
                 used.update(targets)
         self._check_dpa(mem_ep, used)
         self._stray_decoders(ports, used)
-        out = [ar for _, ar, _ in sorted(regions, key=lambda x: x[0])]
-        self._check_order(regions)
-        return out
+        regions.sort(key=lambda x: x[0])
+        self._check_order(regions, ports)
+        return [ar for _, ar, _ in regions]
 
     def _dax_state(self, r: str, rd: str, ar: dict[str, Any], window: dict[str, Any]) -> None:
         t = self.t
@@ -620,16 +620,30 @@ class _Recorder:
                 continue
             for dec in p.decoders:
                 d = f"bus/cxl/devices/{p.name}/{dec}"
-                if (t.int(f"{d}/size") or 0) and not t.exists(f"{d}/region"):
+                if (t.int(f"{d}/size") or 0) and not (t.read(f"{d}/region") or "").strip():
                     self.note(f"{dec} ({p.name}): committed without a region: not recorded")
 
-    def _check_order(self, regions: list[tuple[int, dict[str, Any], list[str]]]) -> None:
-        """The model assembles the auto regions at boot in endpoint probe order (memN order, then
-        decoder order), taking ids from 0: say so where the recorded ids would not come back."""
-        ids = sorted(n for n, _, _ in regions)
+    def _check_order(self, regions: list[tuple[int, dict[str, Any], list[str]]], ports: dict[str, _Port]) -> None:
+        """The recorded regions are in region id order, and firmware commits a switch's or host
+        bridge's decoders 0, 1, ... to the auto regions through it in file order: say where that is
+        not what the ports show (a region destroyed and made again, decoders left free in between),
+        and where the ids would not come back (a reboot numbers the regions from region0)."""
+        t = self.t
+        ids = [n for n, _, _ in regions]
         if ids != list(range(len(ids))):
             self.note(f"region ids {', '.join(f'region{n}' for n in ids)}: a reboot numbers the committed "
-                      f"regions from region0")
+                      "regions from region0")
+        for p in sorted(ports.values(), key=lambda p: _num(p.name)):
+            if not p.name.startswith("port"):
+                continue
+            names = [(_dec_key(d)[1], (t.read(f"bus/cxl/devices/{p.name}/{d}/region") or "").strip())
+                     for d in p.decoders]
+            held = [(k, _num(r)) for k, r in names if r]
+            want = [(k, n) for k, n in enumerate(n for n in ids if n in {r for _, r in held})]
+            if held and held != want:
+                def show(pairs: list[tuple[int, int]]) -> str:
+                    return ", ".join(f"decoder {k}: region{n}" for k, n in pairs)
+                self.note(f"{p.name}: its decoders hold {show(held)}; a reboot commits them in order: {show(want)}")
 
     # ---------------------------------------------------------------- memory and nodes
     def _system(self) -> dict[str, Any]:
