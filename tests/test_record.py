@@ -121,7 +121,9 @@ def test_kernel_zone_blocks_are_recorded_as_online_kernel(tmp_path):
     assert_same(fs, replay(rec, tmp_path))
 
 
-@pytest.mark.parametrize("preset", ["qemu-hdm-db", "bi-direct", "large-2t"])
+# (large-2t records in half a second, but snapshotting its 16 384 memory blocks takes a minute here:
+# the 64-memdev generated topology below stands for scale)
+@pytest.mark.parametrize("preset", ["qemu-hdm-db", "bi-direct"])
 def test_presets_record_and_replay_identically(preset, tmp_path):
     fs = Sysfs(System.boot(preset))
     assert_same(fs, replay(recorded(fs, tmp_path), tmp_path))
