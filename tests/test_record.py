@@ -24,7 +24,9 @@ from cxlsys.testing import (
     cxl_write,
     cxlsys_run,
     dax_blocks,
+    endpoint_decoders,
     free_endpoint_decoders,
+    memdev,
     provision_ram_region,
     read_value,
     write_text,
@@ -149,7 +151,7 @@ def test_a_generated_window_node_is_recorded_from_its_dax_device(tmp_path):
     rec = recorded(Sysfs(System.boot(str(f))), tmp_path)
     assert rec.topology["window"][0]["node"] == 1               # its region's dax0.0 target_node
     assert "node" not in rec.topology["window"][1]               # no region there: not in sysfs ...
-    assert any(line.startswith("window 1 (decoder0.1): its NUMA node") for line in rec.not_represented)  # ... said
+    assert any(line.startswith("the NUMA node of decoder0.1 ") for line in rec.not_represented)  # ... said
 
 
 # ------------------------------------------------------------------------------ not represented: listed
@@ -167,13 +169,33 @@ def test_what_the_format_cannot_say_is_listed(tmp_path):
     text = "\n".join(rec.not_represented)
     assert f"{r}: not committed" in text
     for e in decs:
-        assert f"{e} (" in text and "without a committed region" in text
+        assert f"{e} (" in text and "without a recorded region" in text
     assert "HDM decoder target counts" in text
     assert len(rec.topology["auto_region"]) == 1                # only the firmware's region0
     # the file says it too, as comments, and still loads
     body = rec.text("now")
     assert f"#   {r}: not committed" in body
     parse_topology(tomllib.loads(body), "recorded")
+
+
+def test_a_pmem_region_after_the_ram_partition_is_listed_not_recorded(tmp_path):
+    """cxl_test's memdevs have 1G ram then 1G pmem: a pmem region's DPA starts after a skip over
+    the ram, which firmware decoders of the format (back to back from DPA 0) cannot say."""
+    s = System.boot("cxl_test")
+    fs = Sysfs(s)
+    e = next(x.name for x in endpoint_decoders(memdev(s, "cxl_mem.2")) if x.dpa_start is None)
+    cxl_write(fs, f"{e}/mode", "pmem")
+    cxl_write(fs, f"{e}/dpa_size", "0x10000000")
+    r = cxl_read(fs, "decoder0.2/create_pmem_region")
+    cxl_write(fs, "decoder0.2/create_pmem_region", r)
+    for attr, v in (("uuid", "c0a8e5b4-0d1a-4c2e-9b7e-1f2a3b4c5d6e"), ("interleave_granularity", 4096),
+                    ("interleave_ways", 1), ("size", "0x10000000"), ("target0", e), ("commit", 1)):
+        cxl_write(fs, f"{r}/{attr}", v)
+    rec = recorded(fs, tmp_path)
+    assert f"{r}: {e} (mem2): DPA 0x40000000 after a skip (firmware decoders map DPA back to back from 0): " \
+           "not recorded" in rec.not_represented
+    assert len(rec.topology["auto_region"]) == 1
+    parse_topology(tomllib.loads(rec.text()), "recorded")       # and the rest still loads
 
 
 def test_xor_windows_and_their_stray_firmware_decoders_are_listed(tmp_path):

@@ -462,22 +462,25 @@ class _Recorder:
     def _window_nodes(self, windows: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> None:
         """A window's NUMA node shows only as the target_node of a dax device in it."""
         declared = {n["id"] for n in nodes}
+        unknown = []
         for i, w in enumerate(windows):
             if "node" in w:
                 if w["node"] not in declared:
                     self.note(f"window {i}: node {w['node']} is not in devices/system/node: node not recorded")
                     del w["node"]
                 continue
-            self.note(f"window {i} (decoder0.{i}): its NUMA node shows only through a dax device in it "
-                      "(none): recorded without a node")
+            unknown.append(f"decoder0.{i}")
+        if unknown:
+            self.note(f"the NUMA node of {', '.join(unknown)} (shown only as the target_node of a dax device in "
+                      "the window; none there): recorded without a node")
 
     # ---------------------------------------------------------------- regions
     def _regions(self, root: _Port, bases: list[int], mem_host: dict[str, str], mem_ep: dict[str, _Port],
                  ports: dict[str, _Port], windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t = self.t
         regions: list[tuple[int, dict[str, Any], list[str]]] = []
-        used: set[str] = set()           # endpoint decoders of recorded regions
         ep_mem = {ep.name: m for m, ep in mem_ep.items()}
+        paths: dict[int, str] = {}
         for i, dec in enumerate(root.decoders):
             d = f"bus/cxl/devices/root0/{dec}"
             for r in sorted((x for x in t.ls(d) if re.fullmatch(r"region\d+", x)), key=_num):
@@ -485,40 +488,50 @@ class _Recorder:
                 if t.int(f"{rd}/commit") != 1:
                     self.note(f"{r}: not committed (a run-time setup a reboot does not keep): not recorded")
                     continue
-                mode = t.read(f"{rd}/mode") or ""
                 ways = t.int(f"{rd}/interleave_ways", 10) or 0
                 targets = [t.read(f"{rd}/target{k}") or "" for k in range(ways)]
                 members, decs = [], []
-                ok = True
                 for e in targets:
                     ep = os.path.basename(os.path.dirname(t.real(f"bus/cxl/devices/{e}"))) if e else ""
                     if ep not in ep_mem:
                         self.note(f"{r}: target {e or '?'} is not an endpoint decoder of a recorded memdev: "
-                                  "region not recorded")
-                        ok = False
+                                  "not recorded")
                         break
                     members.append(mem_host[ep_mem[ep]])
                     decs.append(_dec_key(e)[1])
-                if not ok:
-                    continue
-                if len(set(decs)) != 1:
-                    self.note(f"{r}: its members use different decoder numbers ({', '.join(map(str, decs))}); "
-                              f"the format commits one number for all: recorded as {decs[0]}")
-                start, size = t.int(f"{rd}/resource") or 0, t.int(f"{rd}/size") or 0
-                ar: dict[str, Any] = {"window": i, "size": _size(size), "members": members,
-                                      "granularity": t.int(f"{rd}/interleave_granularity", 10) or 4096}
-                off = start - bases[i]
-                if off:
-                    ar["offset"] = _size(off)
-                if decs[0]:
-                    ar["decoder"] = decs[0]
-                if mode == "pmem":
-                    self.note(f"{r}: a pmem region: its uuid ({t.read(f'{rd}/uuid') or ''}), nvdimm labels and "
-                              "namespaces are not represented (firmware-committed pmem assembles without them)")
-                self._dax_state(r, rd, ar, windows[i])
-                regions.append((_num(r), ar, targets))
-                used.update(targets)
-        self._check_dpa(mem_ep, used)
+                else:
+                    if len(set(decs)) != 1:
+                        self.note(f"{r}: its members use decoders {', '.join(map(str, decs))} (an auto region "
+                                  "commits the same decoder number on every member): not recorded")
+                        continue
+                    start, size = t.int(f"{rd}/resource") or 0, t.int(f"{rd}/size") or 0
+                    ar: dict[str, Any] = {"window": i, "size": _size(size), "members": members,
+                                          "granularity": t.int(f"{rd}/interleave_granularity", 10) or 4096}
+                    off = start - bases[i]
+                    if off:
+                        ar["offset"] = _size(off)
+                    if decs[0]:
+                        ar["decoder"] = decs[0]
+                    regions.append((_num(r), ar, targets))
+                    paths[_num(r)] = rd
+        # firmware's decoders come back only in order, back to back from DPA 0: a region with a member
+        # decoder that cannot is dropped, and with it the later decoders of that memdev
+        while True:
+            used = {e for _, _, targets in regions for e in targets}
+            bad = self._unreproducible(mem_ep, used, say=False)
+            drop = [x for x in regions if bad.keys() & set(x[2])]
+            if not drop:
+                break
+            for n, _, targets in drop:
+                self.note(f"region{n}: " + "; ".join(bad[e] for e in targets if e in bad) + ": not recorded")
+            regions = [x for x in regions if x not in drop]
+        self._unreproducible(mem_ep, used, say=True)
+        for n, ar, _ in regions:
+            rd = paths[n]
+            if (t.read(f"{rd}/mode") or "") == "pmem":
+                self.note(f"region{n}: a pmem region: its uuid ({t.read(f'{rd}/uuid') or ''}), nvdimm labels and "
+                          "namespaces are not represented (firmware-committed pmem assembles without them)")
+            self._dax_state(f"region{n}", rd, ar, windows[ar["window"]])
         self._stray_decoders(ports, used)
         regions.sort(key=lambda x: x[0])
         self._check_order(regions, ports)
@@ -583,33 +596,43 @@ class _Recorder:
             out += [f"memory{i}" for i in range(first, last) if t.exists(f"devices/system/memory/memory{i}")]
         return out
 
-    def _check_dpa(self, mem_ep: dict[str, _Port], used: set[str]) -> None:
-        """Firmware's decoders map DPA from 0 up, decoder after decoder, without skips: what else
-        the memdevs hold cannot be said."""
+    def _unreproducible(self, mem_ep: dict[str, _Port], used: set[str], say: bool) -> dict[str, str]:
+        """The endpoint decoders of ``used`` a reboot of the recording cannot give back as they are
+        (firmware's decoders are committed in order and map DPA back to back from 0, each in the
+        partition there), each with the reason; with ``say``, what else the memdevs hold is noted."""
         t = self.t
+        bad: dict[str, str] = {}
         for m, ep in mem_ep.items():
-            nxt = 0
+            nxt, broken = 0, ""
             ram = t.int(f"bus/cxl/devices/{m}/ram/size") or 0
             for dec in ep.decoders:
                 d = f"bus/cxl/devices/{ep.name}/{dec}"
                 size = t.int(f"{d}/dpa_size") or 0
-                if not size:
-                    continue
                 res = t.int(f"{d}/dpa_resource")
                 if dec not in used:
-                    self.note(f"{dec} ({m}): {size:#x} of DPA allocated without a committed region: not recorded")
+                    if size:
+                        broken = broken or f"{dec} before it holds DPA without a recorded region"
+                        if say:
+                            self.note(f"{dec} ({m}): {size:#x} of DPA allocated without a recorded region: "
+                                      "not recorded")
+                    else:
+                        broken = broken or f"{dec} before it is not committed"
                     continue
                 mode = t.read(f"{d}/mode")
-                if res != nxt:
-                    self.note(f"{dec} ({m}): DPA {res:#x} after a skip (firmware's decoders are recorded "
-                              f"back to back from DPA 0: a reboot maps it at {nxt:#x})" if res is not None
-                              else f"{dec} ({m}): DPA unknown")
+                if broken:
+                    bad[dec] = f"{dec} ({m}): {broken}"
+                elif res != nxt:
+                    bad[dec] = (f"{dec} ({m}): DPA {res:#x} after a skip (firmware decoders map DPA back to back "
+                                f"from 0)" if res is not None else f"{dec} ({m}): DPA unknown")
                 elif (mode == "ram") != (nxt < ram):
-                    self.note(f"{dec} ({m}): mode {mode} at DPA {nxt:#x} (the partition there is "
-                              f"{'ram' if nxt < ram else 'pmem'}): a reboot differs")
+                    bad[dec] = (f"{dec} ({m}): mode {mode} at DPA {nxt:#x}, in the "
+                                f"{'ram' if nxt < ram else 'pmem'} partition")
+                if dec in bad:
+                    broken = broken or f"{dec} before it cannot be recorded"
                 nxt = (res or 0) + size
-                if t.int(f"{d}/locked") == 1:
+                if say and t.int(f"{d}/locked") == 1:
                     self.note(f"{dec} ({m}): locked: the format has no lock bit (recorded as committed)")
+        return bad
 
     def _stray_decoders(self, ports: dict[str, _Port], used: set[str]) -> None:
         """Committed switch and host bridge decoders are recorded with their regions; report any
@@ -638,7 +661,7 @@ class _Recorder:
                 continue
             names = [(_dec_key(d)[1], (t.read(f"bus/cxl/devices/{p.name}/{d}/region") or "").strip())
                      for d in p.decoders]
-            held = [(k, _num(r)) for k, r in names if r]
+            held = [(k, _num(r)) for k, r in names if r and _num(r) in ids]       # the recorded regions'
             want = [(k, n) for k, n in enumerate(n for n in ids if n in {r for _, r in held})]
             if held and held != want:
                 def show(pairs: list[tuple[int, int]]) -> str:
