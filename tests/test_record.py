@@ -145,6 +145,20 @@ def test_generated_topologies_record_and_replay_identically(spec, tmp_path):
     assert_same(fs, replay(rec, tmp_path))
 
 
+def test_region_memory_onlined_on_a_cpu_less_node_comes_back(tmp_path):
+    """The window's node 1 is offline at boot and online once kmem's blocks are: recorded as a
+    node that is offline at boot, the blocks' state as the region's ``online``."""
+    f = tmp_path / "gen.toml"
+    f.write_text(generate(GenSpec(host_bridges=1, root_ports=2, auto_region=2)))
+    fs = Sysfs(System.boot(str(f)))
+    online(fs, "dax0.0")
+    assert read_value(fs, "devices/system/node/online") == "0-1"
+    rec = recorded(fs, tmp_path)
+    assert rec.topology["node"][1] == {"id": 1, "online": False}
+    assert rec.topology["auto_region"][0]["online"] == "online_movable"
+    assert_same(fs, replay(rec, tmp_path))
+
+
 def test_a_generated_window_node_is_recorded_from_its_dax_device(tmp_path):
     f = tmp_path / "gen.toml"
     f.write_text(generate(GenSpec(host_bridges=2, root_ports=2, auto_region=2)))
@@ -277,12 +291,18 @@ def test_cli_writes_a_file_that_loads_and_says_what_it_left_out(tmp_path, capsys
 
 @pytest.mark.parametrize("where, msg", [
     ("missing", "no such directory"),
+    ("a-file", "not a directory"),
     ("empty", "no CXL here (no bus/cxl/devices)"),
+    ("no-root0", "no CXL root (no bus/cxl/devices/root0: is cxl_acpi loaded?)"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(where, msg, tmp_path, capsys):
     root = tmp_path / where
-    if where == "empty":
+    if where == "a-file":
+        root.write_text("")
+    elif where == "empty":
         root.mkdir()
+    elif where == "no-root0":
+        (root / "bus/cxl/devices").mkdir(parents=True)
     assert main(["record", "--root", str(root)]) == 2
     cap = capsys.readouterr()
     assert cap.err == f"cxlsys record: {root}: {msg}\n" and cap.out == ""

@@ -39,6 +39,9 @@ def cmd_record(args) -> int:
     except OSError as e:
         sys.stderr.write(f"cxlsys record: {root}: {e.strerror or e}\n")
         return 2
+    except (ValueError, KeyError, IndexError) as e:      # a tree laid out as no kernel lays it out
+        sys.stderr.write(f"cxlsys record: {root}: not a sysfs tree this reads ({type(e).__name__}: {e})\n")
+        return 2
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     text = rec.text(when)
     out = args.output if args.output and args.output != "-" else None

@@ -199,7 +199,7 @@ def record(root: str, name: str = "recorded", progress: Callable[[str], None] | 
     """The topology of the sysfs tree at ``root`` (named ``name``); :class:`RecordError` if there
     is no CXL there.  ``progress`` is told each phase as it starts."""
     if not os.path.isdir(root):
-        raise RecordError(f"{root}: no such directory")
+        raise RecordError(f"{root}: {'not a directory' if os.path.lexists(root) else 'no such directory'}")
     t = _Tree(root)
     if not os.path.isdir(t.p("bus/cxl/devices")):
         raise RecordError(f"{root}: no CXL here (no bus/cxl/devices)")
@@ -721,7 +721,7 @@ class _Recorder:
             total = 0
             for line in (t.read(f"{nd}/meminfo") or "").splitlines():
                 f = line.split()
-                if len(f) >= 4 and f[2] == "MemTotal:":
+                if len(f) >= 4 and f[2] == "MemTotal:" and f[3].isdigit():
                     total = int(f[3]) * 1024
             boot = total - hot.get(nid, 0)
             if boot > 0:
@@ -735,7 +735,8 @@ class _Recorder:
                         dd[str(j)] = int(v)
                 if dd:
                     n["distances"] = dd
-            if nid not in online:
+            if nid not in online or (not cpus and boot <= 0):
+                # a node without CPUs or boot memory is offline at boot: hot-added memory brings it online
                 n["online"] = False
             out.append(n)
         return out
