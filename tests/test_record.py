@@ -212,6 +212,15 @@ def test_a_pmem_region_after_the_ram_partition_is_listed_not_recorded(tmp_path):
     parse_topology(tomllib.loads(rec.text()), "recorded")       # and the rest still loads
 
 
+def test_a_memdev_its_driver_let_go_is_listed(tmp_path):
+    fs = Sysfs(System.boot("cxl_test"))
+    write_text(fs, "bus/platform/drivers/cxl_mock_mem/unbind", "cxl_mem.9")     # mem9 and endpoint go
+    rec = recorded(fs, tmp_path)
+    assert "cxl_mem.9 (below cxl_switch_dport.9): not a CXL port or memdev on the CXL bus: not recorded" \
+        in rec.not_represented
+    assert "cxl_mem.9" not in {m["name"] for m in rec.topology["memdev"]}
+
+
 def test_xor_windows_and_their_stray_firmware_decoders_are_listed(tmp_path):
     """interleave_arithmetic=1: cxl_test commits its auto region's decoders at HPA 0 (no window
     there), and the windows are XOR: neither is in the recording, both are said."""

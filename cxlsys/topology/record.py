@@ -42,7 +42,6 @@ __all__ = ["RecordError", "Recording", "record", "toml_text"]
 _PCI_FN = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _PCI_ROOT = re.compile(r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
 _N = re.compile(r"(\d+)$")
-WAYS = (1, 2, 4, 8, 16, 3, 6, 12)
 TARGET_COUNTS = (1, 2, 4, 8)
 DEFAULT_VENDOR, DEFAULT_DEVICE = 0x8086, 0x0D93
 SZ_256M = 256 << 20
@@ -270,7 +269,7 @@ class _Recorder:
         by_uport = {p.uport: p for p in ports.values() if p.name != "root0"}
         root_ports: list[dict[str, Any]] = []
         switches: list[dict[str, Any]] = []
-        dport_owner: dict[str, str] = {}                # dport device path -> its port's name
+        dport_paths: list[str] = []                     # every root and downstream port's device path
         for path, hb in hb_by_path.items():
             port = by_uport.get(path)
             if port is None:
@@ -286,7 +285,7 @@ class _Recorder:
             self._decoders(hb, port, len(port.dports))
             for pid, dp in sorted(port.dports.items()):
                 root_ports.append({"name": os.path.basename(dp), "parent": hb["name"], "port_id": pid})
-                dport_owner[dp] = port.name
+                dport_paths.append(dp)
         # switches: ports whose uport sits below a dport
         sw_ports = sorted((p for p in ports.values() if p.name.startswith("port") and p.uport not in hb_by_path),
                           key=lambda p: _num(p.name))
@@ -296,11 +295,10 @@ class _Recorder:
             self._decoders(sw, sp, len(sp.dports))
             sw["downstream"] = [{"name": os.path.basename(dp), "port_id": pid}
                                 for pid, dp in sorted(sp.dports.items())]
+            dport_paths += list(sp.dports.values())
             switches.append(sw)
         # file order is enumeration order: the root ports as the platform or PCI numbers them
         root_ports.sort(key=lambda rp: _natural(rp["name"]))
-        self.note("ports and switches without an enumerated endpoint below them are not CXL ports yet "
-                  "(not in /sys/bus/cxl): not recorded")
 
         # memdevs, by memN
         self.progress("memdevs")
@@ -309,21 +307,18 @@ class _Recorder:
         memdevs: list[dict[str, Any]] = []
         mem_host: dict[str, str] = {}           # memN -> host device name
         mem_ep: dict[str, _Port] = {}
-        drivers = set()
         rch_names = {hb["name"] for hb in hbs if hb.get("rch")}
         for m in mems:
-            md, ep, drv = self._memdev(m, ep_of, rch_names)
+            md, ep = self._memdev(m, ep_of, rch_names)
             memdevs.append(md)
             mem_host[m] = md["name"]
             if ep is not None:
                 mem_ep[m] = ep
-            if drv:
-                drivers.add(drv)
-        if drivers - {"cxl_pci"} and module != "cxl_test":
-            acpi_tab["memdev_driver"] = "cxl_mock_mem"
-        if any(md.get("kind") == "platform" for md in memdevs) and "memdev_driver" not in acpi_tab \
-                and module != "cxl_test":
-            acpi_tab["memdev_driver"] = "cxl_mock_mem"
+        if module != "cxl_test" and any(md["kind"] == "platform" for md in memdevs):
+            acpi_tab["memdev_driver"] = "cxl_mock_mem"         # what binds platform memdevs outside cxl_test
+        known = ({os.path.basename(p) for p in dport_paths} | {sw["name"] for sw in switches}
+                 | {md["name"] for md in memdevs})
+        self._unseen_below(dport_paths, known)
 
         # windows, in decoder0.N order
         self.progress("windows")
@@ -367,7 +362,20 @@ class _Recorder:
         self.note("HDM decoder target counts (an HDM capability register, not in sysfs): recorded as the "
                   "number of dports rounded up to 1, 2, 4 or 8")
 
-    def _memdev(self, m: str, ep_of: dict[str, _Port], rch: set[str]) -> tuple[dict[str, Any], _Port | None, str]:
+    def _unseen_below(self, dport_paths: list[str], known: set[str]) -> None:
+        """Devices below a root or downstream port that are not on the CXL bus (a switch with no
+        endpoint below it yet, a memdev cxl_pci did not bind, a non-CXL device): said, not recorded."""
+        t = self.t
+        for dp in dport_paths:
+            for x in t.ls(dp):
+                if x in known or not (_PCI_FN.match(x) or re.fullmatch(r"[\w-]+\.\d+", x)):
+                    continue
+                if os.path.isdir(t.p(f"{dp}/{x}")) and not os.path.islink(t.p(f"{dp}/{x}")) \
+                        and t.exists(f"{dp}/{x}/uevent"):
+                    self.note(f"{x} (below {os.path.basename(dp)}): not a CXL port or memdev on the CXL bus: "
+                              "not recorded")
+
+    def _memdev(self, m: str, ep_of: dict[str, _Port], rch: set[str]) -> tuple[dict[str, Any], _Port | None]:
         t, d = self.t, f"bus/cxl/devices/{m}"
         path = t.real(d)
         host = os.path.dirname(path)
@@ -422,7 +430,7 @@ class _Recorder:
         for f in ("dc", "dynamic_capacity"):
             if t.exists(f"{d}/{f}"):
                 self.note(f"{m}: dynamic capacity partitions: the format has none")
-        return md, ep, t.link_name(f"{host}/driver") or ""
+        return md, ep
 
     # ---------------------------------------------------------------- windows
     def _windows(self, root: _Port) -> tuple[list[dict[str, Any]], list[int]]:
