@@ -43,7 +43,9 @@ _PCI_FN = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 _PCI_ROOT = re.compile(r"^pci[0-9a-f]{4}:[0-9a-f]{2}$")
 _N = re.compile(r"(\d+)$")
 TARGET_COUNTS = (1, 2, 4, 8)
-DEFAULT_VENDOR, DEFAULT_DEVICE = 0x8086, 0x0D93
+DEFAULT_VENDOR, DEFAULT_DEVICE = 0x8086, 0x0D93      # [[memdev]] vendor/device defaults
+PCI_PORT_ID = (0x8086, 0x7075)                       # what the model gives every PCI root/switch port
+PCI_CLASS_CXL_MEM = 0x050210                         # CXL memory device, CXL.mem
 SZ_256M = 256 << 20
 
 
@@ -213,6 +215,7 @@ class _Recorder:
         self.name = name
         self.progress = progress
         self.missing: list[str] = []
+        self.lsa_mems: list[str] = []
         self.out: dict[str, Any] = {}
 
     def note(self, line: str) -> None:
@@ -285,6 +288,8 @@ class _Recorder:
             self._decoders(hb, port, len(port.dports))
             for pid, dp in sorted(port.dports.items()):
                 root_ports.append({"name": os.path.basename(dp), "parent": hb["name"], "port_id": pid})
+                if hb["kind"] == "pci":
+                    self._pci_port_id(dp)
                 dport_paths.append(dp)
         # switches: ports whose uport sits below a dport
         sw_ports = sorted((p for p in ports.values() if p.name.startswith("port") and p.uport not in hb_by_path),
@@ -335,6 +340,10 @@ class _Recorder:
         self.progress("regions")
         top["auto_region"] = self._regions(root, bases, mem_host, mem_ep, ports, windows)
         self._window_nodes(windows, top["node"])
+        if self.lsa_mems:
+            self.note(f"label storage contents of {', '.join(self.lsa_mems)} (read through the mailbox, not "
+                      "sysfs): not recorded; a reboot starts from the device model's")
+        self.note("poison lists, event logs, firmware slots (the mailbox and trace events, not sysfs): not recorded")
         for k in ("root_port", "switch", "memdev", "window", "auto_region", "host_bridge", "node"):
             if not top[k]:
                 del top[k]
@@ -357,10 +366,24 @@ class _Recorder:
 
     def _decoders(self, entry: dict[str, Any], port: _Port, ndports: int) -> None:
         entry["decoders"] = len(port.decoders)
+        if len(port.decoders) == 1 and ndports == 1:
+            self.note(f"{port.name}: one decoder over one dport: an HDM decoder and the passthrough one of a port "
+                      "without HDM registers look the same in sysfs: recorded as an HDM decoder")
+        if _PCI_FN.match(entry["name"]):
+            self._pci_port_id(port.uport)
+            for dp in port.dports.values():
+                self._pci_port_id(dp)
         ways = [self.t.int(f"bus/cxl/devices/{port.name}/{d}/interleave_ways") or 1 for d in port.decoders]
         entry["targets"] = _round_up(max([ndports, *ways]), TARGET_COUNTS)
         self.note("HDM decoder target counts (an HDM capability register, not in sysfs): recorded as the "
                   "number of dports rounded up to 1, 2, 4 or 8")
+
+    def _pci_port_id(self, path: str) -> None:
+        """A PCI port's vendor:device; the model gives every PCI port 8086:7075."""
+        v, d = self.t.int(f"{path}/vendor"), self.t.int(f"{path}/device")
+        if v is not None and d is not None and (v, d) != PCI_PORT_ID:
+            self.note(f"{os.path.basename(path)}: PCI id {v:04x}:{d:04x} (the model gives every PCI port "
+                      f"{PCI_PORT_ID[0]:04x}:{PCI_PORT_ID[1]:04x}): not represented")
 
     def _unseen_below(self, dport_paths: list[str], known: set[str]) -> None:
         """Devices below a root or downstream port that are not on the CXL bus (a switch with no
@@ -427,9 +450,17 @@ class _Recorder:
                 md["vendor"] = v
             if dv is not None and dv != DEFAULT_DEVICE:
                 md["device"] = dv
-        for f in ("dc", "dynamic_capacity"):
-            if t.exists(f"{d}/{f}"):
-                self.note(f"{m}: dynamic capacity partitions: the format has none")
+        if t.exists(f"{d}/dc") or any(x.startswith("dc") and x[2:].isdigit() for x in t.ls(d)):
+            self.note(f"{m}: dynamic capacity partitions: the format has none (not recorded)")
+        cls = t.int(f"{host}/class")
+        if md["kind"] == "pci" and cls is not None and cls != PCI_CLASS_CXL_MEM:
+            self.note(f"{md['name']}: PCI class {cls:#08x}, not a CXL memory device (0x050210) as the model's: "
+                      "recorded as one")
+        sec = t.read(f"{d}/security/state")
+        if sec not in (None, "disabled"):
+            self.note(f"{m}: security state {sec} (a passphrase): the format has none, a reboot shows disabled")
+        if lsa:
+            self.lsa_mems.append(m)
         return md, ep
 
     # ---------------------------------------------------------------- windows
