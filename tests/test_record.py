@@ -114,6 +114,14 @@ def test_a_region_in_devdax_mode_is_recorded_and_comes_back_in_devdax(tmp_path):
     assert again.readlink(f"bus/dax/devices/{dax}/driver").endswith("/device_dax")
 
 
+def test_a_7_3_kernel_shows_in_its_dax_state_file_and_is_recorded(tmp_path):
+    fs = Sysfs(System.boot("cxl_test", kernel="7.3"))
+    rec = recorded(fs, tmp_path)
+    assert rec.topology["kernel"] == "7.3"
+    assert_same(fs, replay(rec, tmp_path))
+    assert "kernel" not in recorded(Sysfs(System.boot("cxl_test")), tmp_path, "b").topology     # 6.12: default
+
+
 def test_kernel_zone_blocks_are_recorded_as_online_kernel(tmp_path):
     fs = Sysfs(System.boot("cxl_test"))
     _, dax = provision_ram_region(fs)
@@ -294,7 +302,7 @@ def test_cli_writes_a_file_that_loads_and_says_what_it_left_out(tmp_path, capsys
     err = capsys.readouterr().err
     assert "cxlsys record: not represented: hdm_db and flit" in err
     t = load_topology(str(out))
-    assert t.name == "qemu-again" and t.kernel == "6.12-bi" and len(t.memdevs) == 4
+    assert t.name == "qemu-again" and t.kernel == "6.12+bi" and len(t.memdevs) == 4
     assert out.read_text().startswith(f"# recorded by cxlsys record from {snap} at ")
 
 

@@ -216,7 +216,6 @@ class _Recorder:
         self.progress = progress
         self.missing: list[str] = []
         self.lsa_mems: list[str] = []
-        self.out: dict[str, Any] = {}
 
     def note(self, line: str) -> None:
         if line not in self.missing:
@@ -240,7 +239,6 @@ class _Recorder:
         root = ports["root0"]
         acpi = root.uport
         top: dict[str, Any] = {"name": "", "description": ""}
-        self.out = top
         acpi_dev = os.path.basename(acpi)
         module = None
         if t.exists("module/cxl_test"):
@@ -356,13 +354,22 @@ class _Recorder:
         return Recording(self.t.root, top, self.missing)
 
     def _kernel(self, root: _Port) -> str | None:
-        """The kernel profile the attributes show: only the BI proposal is visible in sysfs (its
-        ``create_ram_bi_region``); the kernel version is not (that is /proc, not /sys)."""
-        bi = any(self.t.exists(f"bus/cxl/devices/root0/{d}/create_ram_bi_region") for d in root.decoders)
+        """The kernel profile (cxlsys/profile.py) the attributes show, ``None`` for the default:
+        the version itself is not in sysfs (/proc/sys/kernel/osrelease), only some of what differs
+        -- the BI proposal's ``create_ram_bi_region``, v7.3's ``daxX.Y/state`` while kmem holds a
+        device."""
+        t = self.t
+        bi = any(t.exists(f"bus/cxl/devices/root0/{d}/create_ram_bi_region") for d in root.decoders)
         if bi:
             self.note("hdm_db and flit of memdevs and ports: PCIe DVSEC registers, not in sysfs "
                       "(recorded as 68B flit, no HDM-DB)")
-        return "6.12-bi" if bi else None
+        v73 = any(t.exists(f"bus/dax/devices/{x}/state") for x in t.ls("bus/dax/devices"))
+        base = "7.3" if v73 else "6.12"
+        self.note(f"the kernel version (not in sysfs): recorded as {base}{'+bi' if bi else ''}, what the "
+                  "attributes show (boot the recording with --kernel for another)")
+        if not v73 and not bi:
+            return None
+        return f"{base}+bi" if bi else base
 
     def _decoders(self, entry: dict[str, Any], port: _Port, ndports: int) -> None:
         entry["decoders"] = len(port.decoders)
