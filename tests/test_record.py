@@ -251,14 +251,16 @@ def test_blocks_in_mixed_states_are_listed(tmp_path):
 
 # ------------------------------------------------------------------------------ the format extension
 
+def preset_data(name: str) -> dict:
+    with open(load_topology(name).source, "rb") as f:
+        return tomllib.load(f)
+
+
 def _with_auto(**fields) -> dict:
-    data = tomllib.loads(load_topology_text("cxl_test"))
+    """cxl_test with its auto region given ``fields``."""
+    data = preset_data("cxl_test")
     data["auto_region"][0].update(fields)
     return data
-
-
-def load_topology_text(name: str) -> str:
-    return open(load_topology(name).source, encoding="utf-8").read()
 
 
 @pytest.mark.parametrize("fields, msg", [
@@ -274,7 +276,7 @@ def test_dax_state_fields_are_checked(fields, msg):
 
 
 def test_dax_state_on_a_pmem_auto_region_is_refused():
-    data = tomllib.loads(load_topology_text("cxl_test"))
+    data = preset_data("cxl_test")
     data["auto_region"] = [{"window": 2, "size": "512M", "members": ["cxl_mem.0"], "decoder": 0, "online": "offline"}]
     data["memdev"][0]["ram"] = 0
     with pytest.raises(TopologyError, match=r"auto_region\[0\]\.online: .* decodes pmem"):
@@ -285,7 +287,10 @@ def test_online_is_applied_at_boot_and_again_after_a_module_reload():
     data = _with_auto(online="online_movable")
     s = System.boot(parse_topology(data, "t.toml"))
     fs = Sysfs(s)
-    zones = lambda: {read_value(fs, f"devices/system/memory/{b}/valid_zones") for b in dax_blocks(fs, "dax0.0")}  # noqa: E731
+
+    def zones() -> set:
+        return {read_value(fs, f"devices/system/memory/{b}/valid_zones") for b in dax_blocks(fs, "dax0.0")}
+
     assert zones() == {"Movable"}
     s.modprobe(["-r", "cxl_test"])
     s.modprobe(["cxl_test"])
