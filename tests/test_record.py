@@ -333,18 +333,24 @@ def test_cli_errors_are_one_line_and_exit_2(where, msg, tmp_path, capsys):
 # ------------------------------------------------------------------------------ through the real tools
 
 @pytest.mark.mount
-def test_round_trip_through_cxl_and_daxctl(tmp_path):
+@pytest.mark.parametrize("step, check", [
+    ("daxctl online-memory $dev", lambda dev: dev["mode"] == "system-ram" and dev["online_memblocks"] == 8),
+    ("daxctl reconfigure-device -f -m devdax $dev", lambda dev: dev["mode"] == "devdax"),
+], ids=["onlined", "devdax"])
+def test_round_trip_through_cxl_and_daxctl(step, check, tmp_path):
     """cxl_test with a ram region made at run time (sysfs writes: cxl 76.1 refuses create-region -t
-    ram), enabled with cxl and onlined with daxctl; recorded inside the run; the recording run again.
-    ``cxl list -BPEMDTR -i`` is JSON-equal.  ``daxctl list -RDM`` lists the same regions, in another
-    order: daxctl lists dax regions in the order the dax devices' directory reads, which in the model
-    is creation order (a real kernfs reads in name-hash order), and the recording's boot creates
-    dax1.0 first (region1's last member probes before region0's): so its regions are compared by id."""
+    ram), enabled with cxl, then onlined or reconfigured to devdax with daxctl; recorded inside the
+    run; the recording run again.  ``cxl list -BPEMDTR -i`` is JSON-equal.  ``daxctl list -RDM`` lists
+    the same regions, in another order: daxctl lists dax regions in the order the dax devices'
+    directory reads, which in the model is creation order (a real kernfs reads in name-hash order),
+    and the recording's boot creates dax1.0 first (region1's last member probes before region0's):
+    so its regions are compared by id."""
     rec = tmp_path / "rec.toml"
     first = cxlsys_run(RAM_REGION_SETUP + f'''
     echo 1 > $d/$r/commit
     cxl enable-region $r
-    daxctl online-memory dax${{r#region}}.0 >/dev/null 2>&1
+    dev=dax${{r#region}}.0
+    {step} >/dev/null 2>&1
     cxl list -BPEMDTR -i > {tmp_path}/cxl1.json
     daxctl list -RDM > {tmp_path}/dax1.json
     {sys.executable} -m cxlsys record -o {rec}
@@ -358,7 +364,7 @@ def test_round_trip_through_cxl_and_daxctl(tmp_path):
     assert c1 == c2
     d1, d2 = (sorted(json.loads((tmp_path / f"dax{i}.json").read_text()), key=lambda r: r["id"]) for i in (1, 2))
     assert d1 == d2
-    assert [r["id"] for r in d1] == [0, 1] and d1[1]["devices"][0]["online_memblocks"] == 8
+    assert [r["id"] for r in d1] == [0, 1] and check(d1[1]["devices"][0])
 
 
 @pytest.mark.mount
