@@ -176,6 +176,15 @@ def test_a_generated_window_node_is_recorded_from_its_dax_device(tmp_path):
     assert any(line.startswith("the NUMA node of decoder0.1 ") for line in rec.not_represented)  # ... said
 
 
+def test_an_awkward_firmware_version_survives_the_file(tmp_path):
+    data = preset_data("qemu-hdm-db")
+    data["memdev"][0]["firmware_version"] = 'v"1\\2\ttab'
+    fs = Sysfs(System.boot(parse_topology(data, "q.toml")))
+    rec = recorded(fs, tmp_path)
+    assert rec.topology["memdev"][0]["firmware_version"] == 'v"1\\2\ttab'
+    assert tomllib.loads(rec.text())["memdev"][0]["firmware_version"] == 'v"1\\2\ttab'
+
+
 # ------------------------------------------------------------------------------ not represented: listed
 
 def test_what_the_format_cannot_say_is_listed(tmp_path):

@@ -75,8 +75,9 @@ def _val(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, int):
         return f"{v:#x}" if v >= 1 << 20 else str(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, str):       # a TOML basic string: backslash, quote and control characters escaped
+        return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else
+                             "\\" + c if c in '\\"' else c for c in v) + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_val(x) for x in v) + "]"
     if isinstance(v, dict):
