@@ -21,6 +21,7 @@ from cxlsys.cxl.core.hdm import HdmCap, HdmRegs
 from cxlsys.cxl.core.memdev import MemdevInfo
 from cxlsys.cxl_test import MockMemDevice
 from cxlsys.cxl_test.mem import cxl_mock_mem_probe
+from cxlsys.errors import KernelError
 from cxlsys.topology import Topology
 
 if TYPE_CHECKING:  # pragma: no cover - the System owns the machine (system.py imports this file)
@@ -256,6 +257,67 @@ class Machine:
                           qos_class=md.qos_class, hdm_db=md.hdm_db, device_type=md.device_type, flit=md.flit,
                           rcd=md.rcd)
         return info, self.hdm_caps[host]
+
+    def apply_dax_state(self) -> None:
+        """``[[auto_region]] dax_mode``/``online``: once the regions are assembled and their dax devices
+        probed, put each one the way a boot-time udev rule running daxctl (daxctl.conf's
+        reconfigure-device) would: ``devdax`` unbinds kmem and binds device_dax (new_id), an online
+        state is written to every memory block of the device, as ``daxctl online-memory`` does.
+        Through the sysfs files those tools write, so the kernel's checks and logs are the same."""
+        from cxlsys.sysfs import Sysfs  # the projection imports the system; this runs after boot
+
+        t = self.topo
+        todo = [ar for ar in t.active(t.auto_regions, self.params) if ar.dax_mode or ar.online]
+        if not todo:
+            return
+        journal, self.sys.journal = self.sys.journal, None     # part of boot: a restart's load redoes it
+        try:
+            self._apply_dax_state(Sysfs(self.sys), todo)
+        finally:
+            self.sys.journal = journal
+
+    def _apply_dax_state(self, fs: Any, todo: list) -> None:
+        t = self.topo
+        starts = {}
+        for w in self.windows:
+            starts[id(w.cfg)] = w.base
+        regions = {}
+        for d in self.sys.cxl_bus.devices:
+            if d.name.startswith("region"):
+                try:
+                    regions[int(fs.read(f"bus/cxl/devices/{d.name}/resource").decode(), 16)] = d.name
+                except (KernelError, ValueError):
+                    continue
+        bs = int(fs.read("devices/system/memory/block_size_bytes").decode(), 16)
+        for ar in todo:
+            base = starts.get(id(t.windows[ar.window]))
+            r = regions.get(base + ar.offset) if base is not None else None
+            if r is None:
+                self.sys.klog.log(f"cxlsys: auto region at window {ar.window} + {ar.offset:#x}: no region "
+                                  "assembled there: dax_mode/online not applied")
+                continue
+            dax = f"dax{r[len('region'):]}.0"
+            if fs.lookup(f"bus/dax/devices/{dax}") is None:
+                continue
+            if ar.dax_mode == "devdax":
+                fs.write("bus/dax/drivers/kmem/unbind", dax.encode())
+                fs.write("bus/dax/drivers/device_dax/new_id", dax.encode())
+                continue
+            if ar.online:
+                for i in self._dax_block_ids(fs, dax, bs):
+                    path = f"devices/system/memory/memory{i}/state"
+                    if fs.read(path).decode().strip() != ("offline" if ar.online == "offline" else "online"):
+                        fs.write(path, ar.online.encode())
+
+    @staticmethod
+    def _dax_block_ids(fs: Any, dax: str, bs: int) -> list:
+        out = []
+        for line in fs.read(".cxlsys/proc/iomem").decode().splitlines():
+            rng, _, name = line.strip().partition(" : ")
+            if name == dax:
+                s, e = (int(x, 16) for x in rng.split("-"))
+                out += list(range(s // bs, e // bs + 1))
+        return out
 
     def target_node_of(self, hpa: int) -> int:
         for w in self.windows:

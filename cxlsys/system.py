@@ -173,6 +173,8 @@ class System:
                 self.modules[t.module] = Module.loaded(t.module, p)
             self.machine.plug()
             self.flush_work()
+            self.machine.apply_dax_state()
+            self.flush_work()
             self.klog.log(f"{t.module or 'cxlsys'}: topology {t.name} loaded {params_text(p)}".rstrip())
             self.changes.everything()
 

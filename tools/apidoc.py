@@ -42,6 +42,7 @@ API: dict[str, list[str]] = {
     "cxlsys.topology.generate": ["GenSpec", "generate"],
     "cxlsys.topology.qemu": ["parse_qemu_argv", "to_qemu_argv", "split_command_line", "format_command_line",
                              "QemuError"],
+    "cxlsys.topology.record": ["record", "Recording", "Recording.text", "RecordError"],
     "cxlsys.profile": ["resolve", "known_specs", "ProfileError"],
     "cxlsys.klog": ["KernelLog", "KernelLog.log", "KernelLog.lines", "KernelLog.add_sink", "KernelLog.wait_after",
                     "Record"],

@@ -11,7 +11,7 @@ import sys
 import time
 import tomllib
 
-from cxlsys.cli import mounts, nsrun
+from cxlsys.cli import mounts, nsrun, record
 from cxlsys.cli import qemu as qemu_cli
 from cxlsys.cli.output import emit_json, keep_log
 from cxlsys.errors import KernelError
@@ -439,6 +439,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="the file to write (default: standard output)")
     p.set_defaults(fn=cmd_generate)
     qemu_cli.add_parsers(sub)
+    record.add_parser(sub)
     p = sub.add_parser("tree", help="print the CXL topology as a tree (colour on a terminal, plain when piped)")
     topo(p)
     as_json(p, "the tree (ports, decoders, regions; sizes in bytes)")

@@ -394,6 +394,13 @@ class _CrossRef:
                                   "partition: a region is all ram or all pmem")
         mode, flag = ("ram", "volatile") if dpa < md.ram else ("pmem", "pmem")
         win = self.t.windows[ar.window]
+        if mode == "pmem":
+            for f in ("dax_mode", "online"):
+                if getattr(ar, f) is not None:
+                    self.err(f"{w}.{f}", f"decoder {ar.decoder} of {m!r} decodes pmem: only a ram region has a dax "
+                                         "device at boot")
+        if ar.online not in (None, "offline") and ar.dax_mode == "devdax":
+            self.err(f"{w}.online", f"{ar.online!r} with dax_mode = 'devdax': a devdax device has no memory blocks")
         if not win.restrictions & RESTRICTIONS[flag]:
             self.err(f"{w}.window", f"{self.where[id(win)]} has no {flag!r} restriction: it cannot hold the "
                                     f"{mode} of {m!r} (decoder {ar.decoder})")

@@ -8,6 +8,7 @@ tables (``[[memdev]]``).  Values that are :class:`Size` print as ``"256M"``, :cl
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cxlsys.topology.reader import _fmt_size
@@ -32,22 +33,28 @@ def _val(v: Any) -> str:
         return f"{int(v):#x}"
     if isinstance(v, int):
         return str(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, str):       # a TOML basic string: backslash, quote and control characters escaped
+        return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else
+                             "\\" + c if c in '\\"' else c for c in v) + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_val(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_val(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{_key(k)} = {_val(x)}" for k, x in v.items()) + " }" if v else "{}"
     raise TypeError(f"no TOML form for {type(v).__name__}")
+
+
+def _key(k: str) -> str:
+    """A bare key where TOML allows one, else a quoted one."""
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _val(k)
 
 
 def _table(d: dict) -> list[str]:
     out = []
     for k, v in d.items():
         if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            out.append(f"{k} = [\n" + "".join(f"    {_val(x)},\n" for x in v) + "]")
+            out.append(f"{_key(k)} = [\n" + "".join(f"    {_val(x)},\n" for x in v) + "]")
         else:
-            out.append(f"{k} = {_val(v)}")
+            out.append(f"{_key(k)} = {_val(v)}")
     return out
 
 
@@ -60,9 +67,9 @@ def toml_text(doc: dict, header: str = "") -> str:
     out += _table(plain)
     for k, v in doc.items():
         if isinstance(v, dict):
-            out += ["", f"[{k}]"] + _table(v)
+            out += ["", f"[{_key(k)}]"] + _table(v)
     for k, v in doc.items():
         if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
             for x in v:
-                out += ["", f"[[{k}]]"] + _table(x)
+                out += ["", f"[[{_key(k)}]]"] + _table(x)
     return "\n".join(out) + "\n"

@@ -15,6 +15,8 @@ from cxlsys.topology.reader import SZ_256M, Kind, _lit, _num, _Reader
 RESTRICTIONS = {"type2": 1 << 0, "type3": 1 << 1, "volatile": 1 << 2, "ram": 1 << 2, "pmem": 1 << 3,
                 "fixed": 1 << 4, "bi": 1 << 5}
 INTERLEAVE_WAYS = (1, 2, 4, 8, 16, 3, 6, 12)
+DAX_MODES = ("system-ram", "devdax")        # daxctl's names for kmem and device_dax
+ONLINE_STATES = ("offline", "online_kernel", "online_movable")
 DEFAULT_BLOCK_SIZE = 128 << 20      # /sys/devices/system/memory/block_size_bytes without [system] block_size
 _S64 = (-(1 << 63), (1 << 64) - 1)   # a module parameter: any 64-bit value, signed or not
 
@@ -136,7 +138,8 @@ def parse_cxims(r: _Reader, raw: list[Any], where: dict[int, str], module: str |
 @attrs.define
 class AutoRegionCfg:
     FIELDS: ClassVar[dict[str, Kind]] = {"window": "uint", "size": "size", "members": "list", "granularity": "int",
-                                         "offset": "size", "decoder": "uint", "when": "when"}
+                                         "offset": "size", "decoder": "uint", "when": "when",
+                                         "dax_mode": DAX_MODES, "online": ONLINE_STATES}
     REQUIRED: ClassVar[tuple[str, ...]] = ("window", "size", "members")
 
     window: int
@@ -146,6 +149,8 @@ class AutoRegionCfg:
     offset: int = 0
     decoder: int = 0
     when: dict[str, int] = attrs.field(factory=dict)
+    dax_mode: str | None = None         # the region's daxN.0 after boot: "system-ram" (kmem) or "devdax"
+    online: str | None = None           # its memory blocks after boot (kmem): offline / online_kernel / online_movable
 
 
 def parse_auto_regions(r: _Reader, raw: list[Any], where: dict[int, str], module: str | None,

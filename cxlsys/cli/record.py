@@ -1,0 +1,78 @@
+"""``cxlsys record``: write the topology file of a sysfs tree (cxlsys/topology/record.py).
+
+The root is ``/sys`` by default: inside ``cxlsys run`` that is the model, outside it the machine's
+own, read only.  The file is checked by loading it before it is written; what the format cannot
+represent is in the file's header and on standard error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from cxlsys.topology import TopologyError, parse_topology
+from cxlsys.topology.record import RecordError, record
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str], None]]:
+    """A rich status line on a terminal's stderr (nothing otherwise); yields the phase setter."""
+    if not sys.stderr.isatty():
+        yield lambda phase: None
+        return
+    from rich.console import Console  # rich only where it shows
+    with Console(stderr=True).status("recording") as st:
+        yield lambda phase: st.update(f"recording: {phase}")
+
+
+def cmd_record(args) -> int:
+    root = args.root
+    try:
+        with _progress() as progress:
+            rec = record(root, name=args.name or "recorded", progress=progress)
+    except RecordError as e:
+        sys.stderr.write(f"cxlsys record: {e}\n")
+        return 2
+    except OSError as e:
+        sys.stderr.write(f"cxlsys record: {root}: {e.strerror or e}\n")
+        return 2
+    except (ValueError, KeyError, IndexError) as e:      # a tree laid out as no kernel lays it out
+        sys.stderr.write(f"cxlsys record: {root}: not a sysfs tree this reads ({type(e).__name__}: {e})\n")
+        return 2
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    text = rec.text(when)
+    out = args.output if args.output and args.output != "-" else None
+    try:
+        t = parse_topology(tomllib.loads(text), out or "<recorded>")
+    except (TopologyError, tomllib.TOMLDecodeError) as e:
+        sys.stderr.write(f"cxlsys record: the recording does not load: {e}\n")
+        return 2
+    for line in rec.not_represented:
+        sys.stderr.write(f"cxlsys record: not represented: {line}\n")
+    if out:
+        try:
+            with open(out, "w") as f:
+                f.write(text)
+        except OSError as e:
+            sys.stderr.write(f"cxlsys record: {out}: {e.strerror or e}\n")
+            return 2
+        sys.stderr.write(f"cxlsys record: {out}: {t.description}\n")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("record", help="write the topology file of a sysfs tree (the real /sys, a mount, a snapshot)")
+    p.add_argument("--root", default="/sys",
+                   help="the directory that plays /sys: the machine's /sys (read only), a 'cxlsys mount' mount "
+                        "point or a 'cxlsys snapshot' directory (default /sys: inside 'cxlsys run', the model)")
+    p.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    p.add_argument("--name", help="the topology's name (default: recorded)")
+    p.set_defaults(fn=cmd_record)
+
+
+__all__ = ["add_parser", "cmd_record"]
