@@ -257,8 +257,9 @@ class CxlKernel:
         for name in self.listdir(_DEVICES):
             if re.fullmatch(r"endpoint\d+", name) and self.exists(f"{_DEVICES}/{name}/uport"):
                 eps[self.realpath(f"{_DEVICES}/{name}/uport").rpartition("/")[2]] = name
-        for md in self.listdir(_DEVICES):
-            if not re.fullmatch(r"mem\d+", md) or md not in eps:
+        # memdevs in id (= probe, = bus) order: a listing's order is kernfs's name-hash order
+        for md in sorted((n for n in self.listdir(_DEVICES) if re.fullmatch(r"mem\d+", n)), key=lambda n: int(n[3:])):
+            if md not in eps:
                 continue
             ep = eps[md]
             real = self.realpath(f"{_DEVICES}/{ep}")

@@ -21,6 +21,7 @@ for a cache.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional, Union
 
 import attrs
@@ -124,6 +125,31 @@ def pure(fn):
 
 def is_pure(fn) -> bool:
     return bool(getattr(fn, "pure", False))
+
+
+_GOLDEN_RATIO_64 = 0x61C8864680B583EB
+_U64 = (1 << 64) - 1
+_INT_MAX = 0x7FFFFFFF
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def kernfs_name_hash(name: str) -> int:
+    """fs/kernfs/dir.c ``kernfs_name_hash(name, NULL)`` on a 64-bit kernel: the key a kernfs
+    directory keeps its entries sorted by (then the name), so readdir — ``ls -f``, libcxl's and
+    libdaxctl's scans — lists in this order, not in creation order.  ``partial_name_hash`` over the
+    name's chars (signed, as ``char`` is on x86), ``end_name_hash`` = ``hash_long(h, 32)``; 0, 1 and
+    INT_MAX are kept for "." and ".." and the end."""
+    h = 0                                                  # init_name_hash(NULL)
+    for c in name.encode("utf-8", "surrogateescape"):
+        c = c if c < 0x80 else (c - 0x100) & _U64          # a char is signed: sign-extended
+        h = ((h + (c << 4) + (c >> 4)) * 11) & _U64
+    h = ((h * _GOLDEN_RATIO_64) & _U64) >> 32 & _INT_MAX
+    return h + 2 if h < 2 else min(h, _INT_MAX - 1)
+
+
+def kernfs_readdir_order(kids: dict) -> dict:
+    """``name -> node`` in the order kernfs's readdir gives them: by name hash, then name."""
+    return dict(sorted(kids.items(), key=lambda kv: (kernfs_name_hash(kv[0]), kv[0])))
 
 
 def kernfs_target_path(link_dir: str, target: str) -> str:

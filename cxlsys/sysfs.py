@@ -34,7 +34,18 @@ from cxlsys.base.device import CLASSES, DEV_CHAR, TOP_DEVICES, SysfsDir
 from cxlsys.debugfs import debugfs_root
 from cxlsys.errors import KernelError
 from cxlsys.journal import RecordingUserMemory, payload
-from cxlsys.kernfs import ANY, OWN, S_DIR, S_FILE, S_LINK, KBinFile, KDir, KLink, kernfs_target_path
+from cxlsys.kernfs import (
+    ANY,
+    OWN,
+    S_DIR,
+    S_FILE,
+    S_LINK,
+    KBinFile,
+    KDir,
+    KLink,
+    kernfs_readdir_order,
+    kernfs_target_path,
+)
 from cxlsys.procfs import procfs_dir
 from cxlsys.tracefs import tracefs_root
 
@@ -43,6 +54,8 @@ __all__ = ["S_DIR", "S_FILE", "S_LINK", "Entry", "StoreBuf", "Sync", "Sysfs", "k
 MODULES = SysfsDir("module")
 # not sysfs: the projection's own directory, found by lookup, never listed (``/proc`` files of the model)
 CXLSYS_DIR = ".cxlsys"
+# below /sys but not kernfs: tracefs and debugfs (libfs: their own readdir order), the model's /proc
+NOT_KERNFS = ("kernel/tracing", "kernel/debug", CXLSYS_DIR)
 BUSES = SysfsDir("bus")
 
 
@@ -320,7 +333,10 @@ class Sysfs:
         if kids is None:
             if node.shape is not None:
                 self._shapes[real] = node.shape()
-            kids = self._listings[real] = node.children()
+            kids = node.children()
+            if not real.startswith(NOT_KERNFS):
+                kids = kernfs_readdir_order(kids)     # sysfs lists in kernfs's order (tracefs/debugfs do not)
+            self._listings[real] = kids
             if real:
                 self._below.setdefault(real.rpartition("/")[0], set()).add(real)
         return kids

@@ -143,8 +143,11 @@ def test_offline_fails_ebusy_on_unmovable_pages(tmp_path):
     echo N > /sys/kernel/debug/cxlsys/memory/kernel_zone_unmovable
     daxctl offline-memory dax0.0 > /dev/null 2>&1; echo "offline2 rc=$?"
     daxctl online-memory dax0.0 > /dev/null 2>&1
-    b=$(ls /sys/devices/system/node/node0 | grep '^memory[0-9]' | sort -V | tail -1)
-    echo ${b#memory} > /sys/kernel/debug/cxlsys/memory/unmovable
+    # the block daxctl reaches last: it walks node0's directory in readdir (kernfs hash) order
+    bs=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+    s=$(( $(cat /sys/bus/dax/devices/dax0.0/resource) / bs )); e=$(( s + $(cat /sys/bus/dax/devices/dax0.0/size) / bs ))
+    b=$(ls -f /sys/devices/system/node/node0 | sed -n 's/^memory//p' | awk -v s=$s -v e=$e '$1>=s && $1<e' | tail -1)
+    echo $b > /sys/kernel/debug/cxlsys/memory/unmovable
     daxctl offline-memory dax0.0 > /dev/null 2>&1; echo "offline3 rc=$?"
     daxctl list -d dax0.0 | jq -c '.[0] | [.online_memblocks, .movable]'
     '''
