@@ -10,29 +10,18 @@ from __future__ import annotations
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
+from cxlsys.cli.output import progress
 from cxlsys.topology import TopologyError, parse_topology
 from cxlsys.topology.record import RecordError, record
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str], None]]:
-    """A rich status line on a terminal's stderr (nothing otherwise); yields the phase setter."""
-    if not sys.stderr.isatty():
-        yield lambda phase: None
-        return
-    from rich.console import Console  # rich only where it shows
-    with Console(stderr=True).status("recording") as st:
-        yield lambda phase: st.update(f"recording: {phase}")
 
 
 def cmd_record(args) -> int:
     root = args.root
     try:
-        with _progress() as progress:
-            rec = record(root, name=args.name or "recorded", progress=progress)
+        with progress("recording", None) as bar:      # a status line on a terminal's stderr, else nothing
+            rec = record(root, name=args.name or "recorded",
+                         progress=None if bar is None else lambda phase: bar(description=f"recording: {phase}"))
     except RecordError as e:
         sys.stderr.write(f"cxlsys record: {e}\n")
         return 2
