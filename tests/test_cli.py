@@ -254,3 +254,16 @@ def test_mount_keeps_its_log(tmp_path):
 def test_mount_explains_only_in_the_foreground(tmp_path, capsys):
     assert main(["mount", "--explain", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("cxlsys mount: --explain needs --foreground")
+
+
+LPC_SMALL = ["-M", "q35,cxl=on", "-m", "4G", "-object", "memory-backend-ram,id=m0,size=256M",
+             "-device", "pxb-cxl,bus_nr=12,bus=pcie.0,id=c1", "-device", "cxl-rp,port=0,bus=c1,id=rp0,chassis=0,slot=0",
+             "-device", "cxl-type3,bus=rp0,volatile-memdev=m0,id=d0", "-M", "cxl-fmw.0.targets.0=c1,cxl-fmw.0.size=4G"]
+
+
+@pytest.mark.parametrize("argv", [["generate"], ["export-qemu"], ["import-qemu", "--", *LPC_SMALL]],
+                         ids=["generate", "export-qemu", "import-qemu"])
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, argv):
+    out = tmp_path / "no" / "such.toml"
+    assert main(argv[:1] + ["-o", str(out)] + argv[1:]) == 2
+    assert capsys.readouterr().err == f"cxlsys {argv[0]}: {out}: No such file or directory\n"

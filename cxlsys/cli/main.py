@@ -13,7 +13,7 @@ import tomllib
 
 from cxlsys.cli import mounts, nsrun, record
 from cxlsys.cli import qemu as qemu_cli
-from cxlsys.cli.output import emit_json, keep_log
+from cxlsys.cli.output import emit_json, keep_log, write_output
 from cxlsys.errors import KernelError
 from cxlsys.journal import Journal, JournalError, cxlsys_version
 from cxlsys.kstrto import parse_size
@@ -267,13 +267,7 @@ def cmd_generate(args) -> int:
     except (GenerateError, TopologyError) as e:
         sys.stderr.write(f"cxlsys generate: {e}\n")
         return 2
-    if args.output and args.output != "-":
-        with open(args.output, "w") as f:
-            f.write(text)
-        sys.stderr.write(f"cxlsys generate: {args.output}: {t.description}\n")
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_output("generate", args.output, text, t.description)
 
 
 def print_tree(system) -> None:

@@ -1,6 +1,7 @@
 """Output for machines and for people: JSON, the kernel log kept in a file or echoed, progress.
 
 * :func:`emit_json` — what every ``--json`` prints (indented on a terminal, one line when piped);
+* :func:`write_output` — a command's ``-o FILE`` (or standard output), one line if it cannot;
 * :func:`keep_log` — ``--dmesg FILE`` and ``--explain``: sinks on the model's kernel log
   (:class:`cxlsys.klog.KernelLog`) that the daemon, forked after this, writes to as it logs;
 * :func:`progress` — a rich progress bar on standard error when it is a terminal (fuzz, bench, record).
@@ -20,6 +21,23 @@ from cxlsys.klog import Record
 def emit_json(obj: Any, stream=None) -> None:
     out = stream or sys.stdout
     out.write(json.dumps(obj, indent=2 if out.isatty() else None) + "\n")
+
+
+def write_output(who: str, path: Optional[str], text: str, said: str = "") -> int:
+    """A command's file (``-o PATH``; none or ``-``: standard output): 0, or 2 with one line if it
+    cannot be written.  ``said``: what was written, on stderr after the path."""
+    if not path or path == "-":
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        sys.stderr.write(f"cxlsys {who}: {path}: {e.strerror or e}\n")
+        return 2
+    if said:
+        sys.stderr.write(f"cxlsys {who}: {path}: {said}\n")
+    return 0
 
 
 def _writer(fd: int) -> Callable[[str], None]:

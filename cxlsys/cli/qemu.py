@@ -7,6 +7,7 @@ import os
 import sys
 import tomllib
 
+from cxlsys.cli.output import write_output
 from cxlsys.topology import TopologyError, load_topology, parse_topology
 from cxlsys.topology.qemu import QemuError, format_command_line, parse_qemu_argv, split_command_line, to_qemu_argv
 from cxlsys.topology.tomltext import toml_text
@@ -57,16 +58,7 @@ def cmd_import_qemu(args) -> int:
         t = parse_topology(tomllib.loads(text), args.output or "<imported>")
     except (QemuError, TopologyError) as e:
         return _fail("import-qemu", str(e))
-    if args.output and args.output != "-":
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            return _fail("import-qemu", f"{args.output}: {e.strerror or e}")
-        sys.stderr.write(f"cxlsys import-qemu: {args.output}: {t.description}\n")
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_output("import-qemu", args.output, text, t.description)
 
 
 def cmd_export_qemu(args) -> int:
@@ -75,15 +67,7 @@ def cmd_export_qemu(args) -> int:
         text = format_command_line(to_qemu_argv(load_topology(args.topology)))
     except (QemuError, TopologyError) as e:
         return _fail("export-qemu", str(e))
-    if args.output and args.output != "-":
-        try:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as e:
-            return _fail("export-qemu", f"{args.output}: {e.strerror or e}")
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_output("export-qemu", args.output, text)
 
 
 def add_parsers(sub) -> None:

@@ -11,7 +11,7 @@ import sys
 import time
 import tomllib
 
-from cxlsys.cli.output import progress
+from cxlsys.cli.output import progress, write_output
 from cxlsys.topology import TopologyError, parse_topology
 from cxlsys.topology.record import RecordError, record
 
@@ -41,17 +41,7 @@ def cmd_record(args) -> int:
         return 2
     for line in rec.not_represented:
         sys.stderr.write(f"cxlsys record: not represented: {line}\n")
-    if out:
-        try:
-            with open(out, "w") as f:
-                f.write(text)
-        except OSError as e:
-            sys.stderr.write(f"cxlsys record: {out}: {e.strerror or e}\n")
-            return 2
-        sys.stderr.write(f"cxlsys record: {out}: {t.description}\n")
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_output("record", out, text, t.description)
 
 
 def add_parser(sub) -> None:
