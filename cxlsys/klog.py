@@ -13,6 +13,11 @@ import attrs
 LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "notice": 5, "info": 6, "debug": 7}
 
 
+def dmesg_line(ts: float, text: str) -> str:
+    """A record as dmesg prints it: ``[    1.234567] text``."""
+    return f"[{ts:12.6f}] {text}"
+
+
 @attrs.define
 class Record:
     """One line of the log: sequence number, time since boot, wall time, level (0 emerg .. 7 debug)."""
@@ -26,7 +31,7 @@ class Record:
 
     def line(self) -> str:
         """As dmesg prints it."""
-        return f"[{self.ts:12.6f}] {self.text}"
+        return dmesg_line(self.ts, self.text)
 
     def as_json(self) -> dict:
         """As util-linux ``dmesg --json`` has it (pri, time, msg), with the sequence number."""
@@ -61,23 +66,27 @@ class KernelLog:
             try:
                 sink(rec)
             except Exception as e:     # a full disk or a closed terminal must not fail the write that logged
+                if sink not in self.sinks:     # another thread dropped it already
+                    continue
                 self.sinks.remove(sink)
                 self.log(f"cxlsys: kernel log sink {getattr(sink, '__name__', sink)!r} dropped: "
                          f"{type(e).__name__}: {e}", "warn")
 
     def add_sink(self, sink: Callable[[Record], None], replay: bool = True) -> None:
-        """Send every record from now on to ``sink`` (and, with ``replay``, those in the ring first)."""
+        """Send every record from now on to ``sink`` (and, with ``replay``, those in the ring first:
+        an exception of the sink there reaches the caller, and the sink is not added)."""
         if replay:
             for r in list(self.records):
                 sink(r)
         self.sinks.append(sink)
 
-    def wait_after(self, seq: int, timeout: float) -> list[Record]:
-        """The records after ``seq``; if there are none yet, wait up to ``timeout`` s for one
-        (``cxlsys dmesg --follow``).  Records the ring already dropped are gone."""
+    def wait_after(self, seq: int, timeout: float) -> tuple[list[Record], int]:
+        """The records after ``seq`` and the newest sequence number, read together; if there are
+        none yet, wait up to ``timeout`` s for one (``cxlsys dmesg --follow``).  Records the ring
+        already dropped are gone."""
         with self._arrived:
             self._arrived.wait_for(lambda: self.seq > seq, timeout)
-            return [r for r in self.records if r.seq > seq]
+            return [r for r in self.records if r.seq > seq], self.seq
 
     def dev_err(self, dev, text: str) -> None:
         self.log(f"{dev.driver_name_for_log()} {dev.name}: {text}", "err")

@@ -298,16 +298,26 @@ class Machine:
                 continue
             dax = f"dax{r[len('region'):]}.0"
             if fs.lookup(f"bus/dax/devices/{dax}") is None:
+                self.sys.klog.log(f"cxlsys: {r}: no {dax} (its dax region did not probe): dax_mode/online not "
+                                  "applied")
                 continue
+            blocks = self._dax_block_ids(fs, dax, bs)
             if ar.dax_mode == "devdax":
+                # daxctl reconfigure-device -f -m devdax: offline what auto_online_blocks onlined
+                # first (kmem's unbind cannot take online memory away), then kmem -> device_dax
+                for i in blocks:
+                    path = f"devices/system/memory/memory{i}/state"
+                    if fs.read(path).decode().strip() != "offline":
+                        fs.write(path, b"offline")
                 fs.write("bus/dax/drivers/kmem/unbind", dax.encode())
                 fs.write("bus/dax/drivers/device_dax/new_id", dax.encode())
                 continue
-            if ar.online:
-                for i in self._dax_block_ids(fs, dax, bs):
-                    path = f"devices/system/memory/memory{i}/state"
-                    if fs.read(path).decode().strip() != ("offline" if ar.online == "offline" else "online"):
-                        fs.write(path, ar.online.encode())
+            if ar.online and not blocks:
+                self.sys.klog.log(f"cxlsys: {dax}: no memory blocks (kmem added none): online not applied")
+            for i in blocks if ar.online else ():
+                path = f"devices/system/memory/memory{i}/state"
+                if fs.read(path).decode().strip() != ("offline" if ar.online == "offline" else "online"):
+                    fs.write(path, str(ar.online).encode())
 
     @staticmethod
     def _dax_block_ids(fs: Any, dax: str, bs: int) -> list:

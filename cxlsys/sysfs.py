@@ -334,7 +334,7 @@ class Sysfs:
             if node.shape is not None:
                 self._shapes[real] = node.shape()
             kids = node.children()
-            if not real.startswith(NOT_KERNFS):
+            if not any(real == d or real.startswith(d + "/") for d in NOT_KERNFS):
                 kids = kernfs_readdir_order(kids)     # sysfs lists in kernfs's order (tracefs/debugfs do not)
             self._listings[real] = kids
             if real:

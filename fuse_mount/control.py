@@ -143,8 +143,8 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
     if cmd == "dmesg" and "after" in req:
         # records as data (cxlsys dmesg --json / --follow): those after seq "after", waiting up to
         # "wait" seconds for one (outside the model lock: the log is written under it)
-        recs = system.klog.wait_after(int(req["after"]), float(req.get("wait", 0)))
-        return {"rc": 0, "records": [r.as_json() for r in recs], "seq": system.klog.seq, "err": ""}
+        recs, seq = system.klog.wait_after(int(req["after"]), float(req.get("wait", 0)))
+        return {"rc": 0, "records": [r.as_json() for r in recs], "seq": seq, "err": ""}
     if cmd == "dmesg":
         with system.lock:
             lines = system.klog.lines(max_level=int(req.get("max_level", 7))) if req.get("show", True) else []

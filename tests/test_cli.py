@@ -98,12 +98,12 @@ def test_wait_after_returns_what_arrives():
     log = KernelLog()
     log.log("old")
     got: list = []
-    t = threading.Thread(target=lambda: got.extend(log.wait_after(1, timeout=30)))
+    t = threading.Thread(target=lambda: got.extend(log.wait_after(1, timeout=30)[0]))
     t.start()
     log.log("new")
     t.join(30)
     assert [r.text for r in got] == ["new"]
-    assert log.wait_after(2, timeout=0) == []                           # nothing newer: no wait
+    assert log.wait_after(2, timeout=0) == ([], 2)                      # nothing newer: no wait
 
 
 def test_keep_log_writes_the_file_as_it_logs_and_explains_refusals(tmp_path, capfd):
@@ -267,3 +267,70 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, argv):
     out = tmp_path / "no" / "such.toml"
     assert main(argv[:1] + ["-o", str(out)] + argv[1:]) == 2
     assert capsys.readouterr().err == f"cxlsys {argv[0]}: {out}: No such file or directory\n"
+
+
+def _fake_daemon(monkeypatch, tmp_path, answer):
+    """``cxlsys dmesg`` pointed at a control socket whose replies are ``answer(request)``."""
+    ctl = tmp_path / "control.sock"
+    ctl.write_text("")
+    monkeypatch.setenv("CXLSYS_CONTROL", str(ctl))
+    monkeypatch.setattr("cxlsys.cli.main.request", lambda path, req, timeout=60.0: answer(req))
+
+
+def test_dmesg_json_from_a_daemon_that_refuses_is_one_line(monkeypatch, tmp_path, capsys):
+    _fake_daemon(monkeypatch, tmp_path, lambda req: {"rc": 2, "out": "", "err": "cxlsys: unknown control command\n"})
+    assert main(["dmesg", "--json"]) == 1
+    cap = capsys.readouterr()
+    assert cap.err == "cxlsys: unknown control command\n" and cap.out == ""
+
+
+def test_dmesg_follow_asks_from_the_sequence_it_was_given_and_ends_with_the_daemon(monkeypatch, tmp_path, capsys):
+    asked = []
+
+    def answer(req):
+        asked.append(req.get("after"))
+        if len(asked) == 1:
+            return {"rc": 0, "records": [{"pri": 6, "time": 1.5, "msg": "one", "seq": 1}], "seq": 3}
+        if len(asked) == 2:      # a wait that timed out empty: the newest seq comes with it
+            return {"rc": 0, "records": [], "seq": 3}
+        raise ConnectionRefusedError(111, "Connection refused")        # the run ended
+    _fake_daemon(monkeypatch, tmp_path, answer)
+    assert main(["dmesg", "--follow"]) == 0
+    assert asked == [0, 3, 3]
+    assert capsys.readouterr().out == "[    1.500000] one\n"
+
+
+def test_dmesg_follow_ends_quietly_on_ctrl_c(monkeypatch, tmp_path, capsys):
+    def answer(req):
+        if "wait" in req:
+            raise KeyboardInterrupt
+        return {"rc": 0, "records": [], "seq": 0}
+    _fake_daemon(monkeypatch, tmp_path, answer)
+    assert main(["dmesg", "-w"]) == 130
+    assert capsys.readouterr().err == ""
+
+
+def test_dmesg_follow_says_when_the_daemon_stops_answering(monkeypatch, tmp_path, capsys):
+    def answer(req):
+        if "wait" in req:
+            raise TimeoutError("timed out")
+        return {"rc": 0, "records": [], "seq": 0}
+    _fake_daemon(monkeypatch, tmp_path, answer)
+    assert main(["dmesg", "-w"]) == 1
+    assert "stopped answering" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, msg", [(b"-M q35 " * 200_000, "over 1 MiB: not a QEMU command line"),
+                                          (b"-M q35,cxl=on \xff\xfe", "not UTF-8 text (byte 14)")])
+def test_import_qemu_file_that_is_no_command_line(tmp_path, capsys, content, msg):
+    f = tmp_path / "q.sh"
+    f.write_bytes(content)
+    assert main(["import-qemu", str(f)]) == 2
+    assert capsys.readouterr().err == f"cxlsys import-qemu: {f}: {msg}\n"
+
+
+def test_dmesg_file_on_a_full_disk_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        keep_log(System.boot("bi-direct"), "/dev/full")      # the boot's lines do not fit
+    assert e.value.code == 2
+    assert capsys.readouterr().err == "cxlsys: --dmesg /dev/full: No space left on device\n"

@@ -261,6 +261,8 @@ EXPORT_ERRORS = [
     ("bi-direct", lambda d: d["memdev"][0].update(device_type=2), "memdev[0].device_type: QEMU emulates type-3"),
     ("bi-direct", lambda d: d["host_bridge"][0].update(uid=300, name="pci0000:0c") or d["window"][0].update(
         targets=[300]), "host_bridge[0].uid: 300: a pxb-cxl's uid is its bus_nr"),
+    ("bi-direct", lambda d: d["host_bridge"][0].update(uid=0) or d["window"][0].update(targets=[0]),
+     "host_bridge[0].uid: 0: a pxb-cxl's uid is its bus_nr (1..255)"),
 ]
 
 

@@ -383,3 +383,18 @@ def test_record_of_a_mount_point(tmp_path):
     assert out.returncode == 0
     a, b = (tmp_path / "a.toml").read_text(), (tmp_path / "b.toml").read_text()
     assert a == b and "[[memdev]]" in a
+
+
+def test_devdax_at_boot_offlines_what_the_policy_onlined_first():
+    """dax_mode = "devdax" with auto_online_blocks = "online": kmem onlined the blocks as it bound, so
+    the boot-time reconfiguration offlines them first (daxctl reconfigure-device -f), then hands the
+    device to device_dax; nothing is left stuck online."""
+    doc = tomllib.loads(generate(GenSpec(host_bridges=1, root_ports=2, auto_region=2)))
+    doc.setdefault("system", {})["auto_online_blocks"] = "online"
+    doc["auto_region"][0]["dax_mode"] = "devdax"
+    s = System.boot(parse_topology(doc, "devdax-online"))
+    fs = Sysfs(s)
+    assert fs.readlink("bus/dax/devices/dax0.0/driver").endswith("/device_dax")
+    assert not any("cannot be hotremoved" in line or "dax0.0: probe failed" in line for line in s.klog.lines())
+    assert not [b for b in fs.listdir("devices/system/memory") if b.startswith("memory")]   # all removed
+    assert b"System RAM (kmem)" not in fs.read(".cxlsys/proc/iomem")

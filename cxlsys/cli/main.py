@@ -16,6 +16,7 @@ from cxlsys.cli import qemu as qemu_cli
 from cxlsys.cli.output import emit_json, keep_log, write_output
 from cxlsys.errors import KernelError
 from cxlsys.journal import Journal, JournalError, cxlsys_version
+from cxlsys.klog import dmesg_line
 from cxlsys.kstrto import parse_size
 from cxlsys.profile import ProfileError, known_specs
 from cxlsys.snapshot import write_snapshot
@@ -177,10 +178,6 @@ def cmd_run(args) -> int:
         cmd = cmd[1:]
     if cmd and not _fuse_usable("run"):
         return 2
-    if cmd and (args.via == "umockdev" or args.via == "auto" and os.geteuid() != 0) and not nsrun.have_preload():
-        sys.stderr.write(f"cxlsys run: {nsrun.UMOCKDEV_PRELOAD} is not installed (apt-get install umockdev): "
-                         "without root the path redirect needs it; or run as root (a private mount namespace)\n")
-        return 2
     return nsrun.run(lambda: _system(args), cmd, cache=not args.no_cache, via=args.via)
 
 
@@ -210,17 +207,24 @@ def _dmesg_records(ctl: str, as_json: bool, follow: bool) -> int:
     """The log as records: ``--json`` as util-linux ``dmesg --json`` prints it ({"dmesg": [...]}; with
     ``--follow`` one record per line), ``--follow`` waiting for new ones until the daemon goes away."""
     rep = request(ctl, {"cmd": "dmesg", "after": 0})
-    if as_json and not follow:
-        emit_json({"dmesg": rep["records"]})
-        return 0
     while True:
+        if rep.get("rc") != 0 or "records" not in rep:       # the daemon refused (or predates records)
+            sys.stderr.write(rep.get("err") or f"cxlsys dmesg: the daemon answered {rep!r}\n")
+            return 1
+        if as_json and not follow:
+            emit_json({"dmesg": rep["records"]})
+            return 0
         for r in rep["records"]:
-            sys.stdout.write(json.dumps(r) + "\n" if as_json else f"[{r['time']:12.6f}] {r['msg']}\n")
+            sys.stdout.write(json.dumps(r) + "\n" if as_json else dmesg_line(r["time"], r["msg"]) + "\n")
         sys.stdout.flush()
-        seq = rep["records"][-1]["seq"] if rep["records"] else rep["seq"]
+        if not follow:
+            return 0
         try:
-            rep = request(ctl, {"cmd": "dmesg", "after": seq, "wait": 30}, timeout=60)
-        except (OSError, ValueError):   # the run ended, or the mount went away: the log is complete
+            rep = request(ctl, {"cmd": "dmesg", "after": rep["seq"], "wait": 30}, timeout=60)
+        except TimeoutError:
+            sys.stderr.write(f"cxlsys dmesg: the daemon at {ctl} stopped answering\n")
+            return 1
+        except (ConnectionError, FileNotFoundError, ValueError):   # the run ended / the mount went away
             return 0
 
 
@@ -345,6 +349,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:            # `cxlsys dump | head`: the reader left, as for any tool
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # (no error at exit's flush)
         return 128 + 13                # what a shell shows for a SIGPIPE death
+    except KeyboardInterrupt:          # Ctrl-C (how `cxlsys dmesg -w` ends): quietly, as a shell shows it
+        return 128 + 2
 
 
 def parser() -> argparse.ArgumentParser:

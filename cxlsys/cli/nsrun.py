@@ -449,6 +449,10 @@ def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
     LD_PRELOAD redirect (UMOCKDEV_DIR=$T) of CMD's /sys and /dev paths.  Works for dynamically
     linked programs that go through glibc (cxl, daxctl, bash builtins, coreutils); needs /dev/fuse
     usable by the caller and fusermount3."""
+    if not have_preload():         # checked before the model boots: one line, as for /dev/fuse
+        sys.stderr.write(f"cxlsys run: {UMOCKDEV_PRELOAD} is not installed (apt-get install umockdev): "
+                         "without root the path redirect needs it; or run as root (a private mount namespace)\n")
+        return 2
     with _served(system_factory, "cxlsys-umockdev.", "dev", cache, allow_other=False) as sv:
         if sv is None:
             return 1

@@ -64,7 +64,11 @@ def keep_log(system, dmesg_file: Optional[str] = None, explain: bool = False) ->
 
         def dmesg_file_sink(rec: Record) -> None:
             write(rec.line() + "\n")
-        log.add_sink(dmesg_file_sink)
+        try:
+            log.add_sink(dmesg_file_sink)          # the boot's lines first
+        except OSError as e:
+            sys.stderr.write(f"cxlsys: --dmesg {dmesg_file}: {e.strerror or e}\n")
+            raise SystemExit(2)
     if explain:
         err = _writer(os.dup(sys.stderr.fileno()))     # not inherited by exec'd programs (PEP 446)
 

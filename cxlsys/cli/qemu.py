@@ -18,6 +18,19 @@ def _fail(cmd: str, msg: str) -> int:
     return 2
 
 
+MAX_COMMAND_LINE = 1 << 20      # a QEMU command line file, at most (Linux's ARG_MAX is far below)
+
+
+def _read(f, where: str) -> str:
+    data = f.read(MAX_COMMAND_LINE + 1)
+    if len(data) > MAX_COMMAND_LINE:
+        raise QemuError(f"{where}: over {MAX_COMMAND_LINE >> 20} MiB: not a QEMU command line")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise QemuError(f"{where}: not UTF-8 text (byte {e.start})") from None
+
+
 def _source(args) -> tuple[list[str], str, str]:
     """(argv, its name for messages, the default topology name) from the positional arguments."""
     src = list(args.source)
@@ -35,16 +48,16 @@ def _source(args) -> tuple[list[str], str, str]:
             args.output = rest.output or args.output
             args.name = rest.name or args.name
         if path == "-":
-            return split_command_line(sys.stdin.read()), "<stdin>", "qemu"
+            return split_command_line(_read(sys.stdin.buffer, "<stdin>")), "<stdin>", "qemu"
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read(1 << 20)
-        except (OSError, UnicodeDecodeError) as e:
-            raise QemuError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+            with open(path, "rb") as f:
+                text = _read(f, path)
+        except OSError as e:
+            raise QemuError(f"{path}: cannot read: {e.strerror or e}") from None
         stem = os.path.splitext(os.path.basename(path))[0] or "qemu"
         return split_command_line(text), path, stem
     if not src:
-        return split_command_line(sys.stdin.read()), "<stdin>", "qemu"
+        return split_command_line(_read(sys.stdin.buffer, "<stdin>")), "<stdin>", "qemu"
     return src, "<argv>", "qemu"           # argparse took the "--" away
 
 

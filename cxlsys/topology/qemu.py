@@ -658,7 +658,7 @@ def _refuse_structure(t: Topology) -> None:
             raise QemuError(f"host_bridge[{i}].kind: platform devices (cxl_test's mocks) have no QEMU equivalent")
         if hb.rch:
             raise QemuError(f"host_bridge[{i}].rch: QEMU's x86 pxb-cxl is a CXL 2.0 host bridge, not an RCH")
-        if hb.uid > 0xFF:
+        if not 1 <= hb.uid <= 0xFF:
             raise QemuError(f"host_bridge[{i}].uid: {hb.uid}: a pxb-cxl's uid is its bus_nr (1..255)")
     for i, md in enumerate(t.memdevs):
         if md.device_type != 3:
