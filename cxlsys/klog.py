@@ -66,9 +66,10 @@ class KernelLog:
             try:
                 sink(rec)
             except Exception as e:     # a full disk or a closed terminal must not fail the write that logged
-                if sink not in self.sinks:     # another thread dropped it already
+                try:
+                    self.sinks.remove(sink)
+                except ValueError:             # another thread dropped it already
                     continue
-                self.sinks.remove(sink)
                 self.log(f"cxlsys: kernel log sink {getattr(sink, '__name__', sink)!r} dropped: "
                          f"{type(e).__name__}: {e}", "warn")
 
