@@ -11,6 +11,7 @@ with ``{"rc": 0, "ret": N}`` or ``{"rc": 1, "errno": E}``.  The caller is the ``
 interposer (:mod:`cxlsys.cli.interpose`), which reads and writes the traced process.
 ``{"cmd": "dmesg", "after": SEQ, "wait": S}`` -> ``{"rc": 0, "records": [{"pri", "time", "msg", "seq"}...],
 "seq": newest}``: the log as data, the records after SEQ, waiting up to S seconds for one (``--follow``).
+``{"cmd": "memory"}`` -> ``{"rc": 0, "present": N, "online": M}``: hot-added memory blocks (``--progress``).
 ``{"cmd": "chardev", "dev": "cxl/mem0"}`` -> ``{"rc": 0, "devt": [major, minor]}`` (rc 1 if gone).
 ``{"cmd": "snapshot", "dir": "/abs/dir", "root": ""}`` writes the tree as plain files there
 (:func:`cxlsys.snapshot.write_snapshot`, one state under the lock) -> ``{"rc": 0, "out": summary}``.
@@ -196,6 +197,10 @@ def dispatch(system, req: dict, hooks: dict) -> dict:
         except OSError as e:
             return {"rc": 1, "out": "", "err": f"cxlsys snapshot: {e}\n"}
         return {"rc": 0, "out": st.summary() + "\n", "err": ""}
+    if cmd == "memory":
+        with system.lock:
+            present, online = system.memory.block_counts()
+        return {"rc": 0, "present": present, "online": online, "err": ""}
     if cmd == "ping":
         return {"rc": 0, "out": "pong\n", "err": ""}
     return {"rc": 2, "out": "", "err": f"cxlsys: unknown control command {cmd!r}\n"}

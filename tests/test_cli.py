@@ -18,8 +18,10 @@ from cxlsys.cli.output import keep_log, progress
 from cxlsys.klog import KernelLog
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
+from cxlsys.testing import RAM_REGION_SETUP, provision_ram_region
 from cxlsys.topology import FIXTURES
 from cxlsys.treedump import dump_model
+from fuse_mount.control import dispatch
 
 PY = sys.executable
 CREATE = "bus/cxl/devices/decoder0.0/create_ram_region"
@@ -334,3 +336,38 @@ def test_dmesg_file_on_a_full_disk_is_one_line(capsys):
         keep_log(System.boot("bi-direct"), "/dev/full")      # the boot's lines do not fit
     assert e.value.code == 2
     assert capsys.readouterr().err == "cxlsys: --dmesg /dev/full: No space left on device\n"
+
+
+def test_memory_control_command_counts_blocks():
+    system = System.boot("cxl_test")
+    fs = Sysfs(system)
+
+    def counts():
+        rep = dispatch(system, {"cmd": "memory"}, {"changed": lambda: None})
+        assert rep["rc"] == 0
+        return rep["present"], rep["online"]
+
+    def blocks():
+        return {b for b in fs.listdir("devices/system/memory") if b.startswith("memory")}
+    before = blocks()
+    assert counts() == (len(before), 0)                  # the auto region's blocks, offline
+    provision_ram_region(fs)
+    new = sorted(blocks() - before)
+    fs.write(f"devices/system/memory/{new[0]}/state", b"online_movable")
+    assert counts() == (len(before) + len(new), 1) and len(new) > 1
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not shutil.which("script"), reason="needs script(1) for a terminal")
+def test_run_progress_shows_the_blocks_coming_online(tmp_path):
+    sh = tmp_path / "online.sh"
+    sh.write_text(RAM_REGION_SETUP + "echo 1 > $d/$r/commit\ncxl enable-region $r >/dev/null\n"
+                  "daxctl online-memory dax${r#region}.0 >/dev/null 2>&1\n")
+    cmd = f"{PY} -m cxlsys run --progress -- bash -e {sh}"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=300)
+    assert r.returncode == 0, r
+    shown = r.stdout.decode(errors="replace")
+    assert "memory blocks online" in shown                      # the bar, on the terminal
+    plain = subprocess.run([PY, "-m", "cxlsys", "run", "--progress", "--", "bash", "-e", str(sh)],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0 and "memory blocks" not in plain.stderr   # piped: nothing

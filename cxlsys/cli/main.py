@@ -178,7 +178,7 @@ def cmd_run(args) -> int:
         cmd = cmd[1:]
     if cmd and not _fuse_usable("run"):
         return 2
-    return nsrun.run(lambda: _system(args), cmd, cache=not args.no_cache, via=args.via)
+    return nsrun.run(lambda: _system(args), cmd, cache=not args.no_cache, via=args.via, progress=args.progress)
 
 
 def cmd_dmesg(args) -> int:
@@ -404,6 +404,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--via", choices=("auto", "namespace", "umockdev"), default="auto",
                    help="namespace: bind over /sys in a private mount namespace (root); umockdev: LD_PRELOAD "
                         "path redirect, no root needed (default: namespace as root, else umockdev)")
+    p.add_argument("--progress", action="store_true",
+                   help="while CMD runs, a bar of the hot-added memory blocks online on this terminal (for a "
+                        "script onlining a large region; not for an interactive shell)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="the command to run, after --, e.g. -- cxl list -M")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("dmesg", help="print the model's kernel log")

@@ -28,6 +28,7 @@ from typing import Any, Optional
 import attrs
 
 from cxlsys.cli.interpose import ControlIoctl, Supervisor, install_filter
+from cxlsys.cli.output import hotplug_progress
 from cxlsys.sysfs import CXLSYS_DIR
 from fuse_mount.client import request
 
@@ -409,13 +410,14 @@ def _env(sv: Served) -> dict:
     return env
 
 
-def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int:
-    """``via``: "namespace" (root), "umockdev" (no root needed), or "auto" (namespace if root)."""
+def run(system_factory, cmd: list, cache: bool = True, via: str = "auto", progress: bool = False) -> int:
+    """``via``: "namespace" (root), "umockdev" (no root needed), or "auto" (namespace if root);
+    ``progress``: a bar of memory blocks online on the terminal while CMD runs."""
     if not cmd:
         sys.stderr.write("cxlsys run: no command given\n")
         return 2
     if via == "umockdev" or (via == "auto" and os.geteuid() != 0):
-        return run_preload(system_factory, cmd, cache)
+        return run_preload(system_factory, cmd, cache, progress)
     if os.geteuid() != 0:
         sys.stderr.write("cxlsys run: a private mount namespace needs root (or use --via umockdev)\n")
         return 126
@@ -438,13 +440,14 @@ def run(system_factory, cmd: list, cache: bool = True, via: str = "auto") -> int
             for f in PROC_FILES:         # the model's /proc/meminfo and /proc/iomem
                 mount(os.path.join(mnt, CXLSYS_DIR, "proc", f), f"/proc/{f}", None, MS_BIND)
             request(ctl, {"cmd": "devsync", "root": "/dev"})
-            return _run_child(cmd, _env(sv), _interpose(ctl, [("/dev", "/dev")]), sv.watcher)
+            with hotplug_progress(ctl, progress):
+                return _run_child(cmd, _env(sv), _interpose(ctl, [("/dev", "/dev")]), sv.watcher)
         finally:
             for m in [f"/proc/{f}" for f in PROC_FILES] + tracing + ["/sys", "/dev", hostdev, mnt]:
                 umount(m)
 
 
-def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
+def run_preload(system_factory, cmd: list, cache: bool = True, progress: bool = False) -> int:
     """Without root: the FUSE tree at $T/sys, umockdev-style /dev nodes in $T/dev, and umockdev's
     LD_PRELOAD redirect (UMOCKDEV_DIR=$T) of CMD's /sys and /dev paths.  Works for dynamically
     linked programs that go through glibc (cxl, daxctl, bash builtins, coreutils); needs /dev/fuse
@@ -464,6 +467,7 @@ def run_preload(system_factory, cmd: list, cache: bool = True) -> int:
             env = _env(sv)
             env["LD_PRELOAD"] = " ".join(x for x in (UMOCKDEV_PRELOAD, env.get("LD_PRELOAD")) if x)
             env["UMOCKDEV_DIR"] = work
-            return _run_child(cmd, env, _interpose(ctl, [("/dev", nodes)], trap_open=True), sv.watcher)
+            with hotplug_progress(ctl, progress):
+                return _run_child(cmd, env, _interpose(ctl, [("/dev", nodes)], trap_open=True), sv.watcher)
         finally:
             subprocess.call(["fusermount3", "-u", "-z", mnt], stderr=subprocess.DEVNULL)

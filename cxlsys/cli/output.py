@@ -4,7 +4,8 @@
 * :func:`write_output` — a command's ``-o FILE`` (or standard output), one line if it cannot;
 * :func:`keep_log` — ``--dmesg FILE`` and ``--explain``: sinks on the model's kernel log
   (:class:`cxlsys.klog.KernelLog`) that the daemon, forked after this, writes to as it logs;
-* :func:`progress` — a rich progress bar on standard error when it is a terminal (fuzz, bench, record).
+* :func:`progress` — a rich progress bar on standard error when it is a terminal (fuzz, bench, record);
+  :func:`hotplug_progress` — ``cxlsys run --progress``: memory blocks online while CMD runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from typing import Any, Callable, Iterator, Optional
 
 from cxlsys.klog import Record
@@ -94,6 +96,41 @@ def progress(description: str, total: Optional[int], stream=None) -> Iterator[Op
                   console=Console(file=out), transient=True) as rich_bar:
         task = rich_bar.add_task(description, total=total)
 
-        def update(done: Optional[int] = None, description: Optional[str] = None) -> None:
-            rich_bar.update(task, completed=done, description=description)
+        def update(done: Optional[int] = None, description: Optional[str] = None, total: Optional[int] = None) -> None:
+            rich_bar.update(task, completed=done, description=description, total=total)
         yield update
+
+
+@contextlib.contextmanager
+def hotplug_progress(ctl: str, enabled: bool, stream=None, every: float = 0.25) -> Iterator[None]:
+    """``cxlsys run --progress``: while CMD runs, a bar on the terminal (standard error) of the
+    hot-added memory blocks online out of those present, asked of the daemon (``{"cmd": "memory"}``)
+    every ``every`` seconds — a display refresh, nothing waits on it.  For a script that onlines a
+    large region (daxctl's per-block loop); not for an interactive shell, whose prompt it would
+    redraw over.  Nothing when ``enabled`` is false or the stream is not a terminal."""
+    out = stream or sys.stderr
+    if not enabled or not out.isatty():
+        yield
+        return
+    from fuse_mount.client import request
+    stop = threading.Event()
+
+    def loop() -> None:
+        with progress("memory blocks online", None, out) as bar:
+            assert bar is not None
+            while True:
+                try:
+                    rep = request(ctl, {"cmd": "memory"}, timeout=5)
+                except (OSError, ValueError):          # the daemon is gone: the run is ending
+                    return
+                bar(done=rep.get("online", 0), total=rep.get("present", 0) or None)
+                if stop.wait(every):
+                    return
+
+    t = threading.Thread(target=loop, daemon=True, name="cxlsys-progress")
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(5)

@@ -242,6 +242,10 @@ class MemoryHotplug:
         return nm
 
     # ----- queries used by nodes ------------------------------------------------
+    def block_counts(self) -> tuple[int, int]:
+        """(present, online) hot-added memory blocks: what ``cxlsys run --progress`` shows."""
+        return len(self.blocks), sum(1 for b in self.blocks.values() if b.online)
+
     def blocks_of_node(self, nid: int):
         nm = self.nodes.get(nid)
         return list(nm.blocks.values()) if nm else []
