@@ -41,6 +41,7 @@ import attrs
 
 from cxlsys.cli.main import control_path
 from cxlsys.errors import KernelError
+from cxlsys.procfs import iomem_dax_blocks
 from cxlsys.sysfs import S_DIR, Sysfs
 from cxlsys.system import System
 
@@ -219,13 +220,7 @@ class CxlKernel:
         """The ``memoryN`` blocks backing ``dax`` by its ``daxX.Y`` ranges in /proc/iomem (as the
         kernel's dax-kmem-hotplug selftest finds them)."""
         bs = int(self.value("/sys/devices/system/memory/block_size_bytes"), 16)
-        out = []
-        for line in self.read("/proc/iomem").splitlines():
-            rng, _, name = line.strip().partition(" : ")
-            if name == dax:
-                s, e = (int(x, 16) for x in rng.split("-"))
-                out += [f"memory{i}" for i in range(s // bs, e // bs + 1)]
-        return out
+        return [f"memory{i}" for i in iomem_dax_blocks(self.read("/proc/iomem"), dax, bs)]
 
     # ------------------------------------------------------------------ flows
     def _ram_root(self) -> str:

@@ -22,6 +22,7 @@ from cxlsys.cxl.core.memdev import MemdevInfo
 from cxlsys.cxl_test import MockMemDevice
 from cxlsys.cxl_test.mem import cxl_mock_mem_probe
 from cxlsys.errors import KernelError
+from cxlsys.procfs import iomem_dax_blocks
 from cxlsys.topology import Topology
 
 if TYPE_CHECKING:  # pragma: no cover - the System owns the machine (system.py imports this file)
@@ -301,7 +302,7 @@ class Machine:
                 self.sys.klog.log(f"cxlsys: {r}: no {dax} (its dax region did not probe): dax_mode/online not "
                                   "applied")
                 continue
-            blocks = self._dax_block_ids(fs, dax, bs)
+            blocks = iomem_dax_blocks(fs.read(".cxlsys/proc/iomem").decode(), dax, bs)
             if ar.dax_mode == "devdax":
                 # daxctl reconfigure-device -f -m devdax: offline what auto_online_blocks onlined
                 # first (kmem's unbind cannot take online memory away), then kmem -> device_dax
@@ -318,16 +319,6 @@ class Machine:
                 path = f"devices/system/memory/memory{i}/state"
                 if fs.read(path).decode().strip() != ("offline" if ar.online == "offline" else "online"):
                     fs.write(path, str(ar.online).encode())
-
-    @staticmethod
-    def _dax_block_ids(fs: Any, dax: str, bs: int) -> list:
-        out = []
-        for line in fs.read(".cxlsys/proc/iomem").decode().splitlines():
-            rng, _, name = line.strip().partition(" : ")
-            if name == dax:
-                s, e = (int(x, 16) for x in rng.split("-"))
-                out += list(range(s // bs, e // bs + 1))
-        return out
 
     def target_node_of(self, hpa: int) -> int:
         for w in self.windows:

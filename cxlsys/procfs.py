@@ -113,6 +113,18 @@ def iomem_show(sys: "System") -> str:
     return "".join(lines)
 
 
+def iomem_dax_blocks(iomem: str, dax: str, block_size: int) -> list[int]:
+    """The memory block numbers of ``dax``'s ranges in ``/proc/iomem`` text (the resources kmem
+    names after the device) — how the kernel's dax-kmem-hotplug selftest finds a device's blocks."""
+    out: list[int] = []
+    for line in iomem.splitlines():
+        rng, _, name = line.strip().partition(" : ")
+        if name == dax:
+            s, e = (int(x, 16) for x in rng.split("-"))
+            out += range(s // block_size, e // block_size + 1)
+    return out
+
+
 def procfs_dir(sys: "System") -> KDir:
     """The ``proc/`` files the projection serves."""
     return KDir(lambda: {"meminfo": KFile(0o444, lambda: meminfo_show(sys)),

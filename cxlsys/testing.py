@@ -57,6 +57,7 @@ from cxlsys.cxl.core.port import CxlEndpointDecoder, CxlPort
 from cxlsys.errors import KernelError
 from cxlsys.hazards import unexplained
 from cxlsys.invariants import check_invariants
+from cxlsys.procfs import iomem_dax_blocks
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
 from cxlsys.treedump import dump_model
@@ -394,13 +395,7 @@ def dax_blocks(fs: Sysfs, dax: str) -> list:
     """The ``memoryN`` blocks backing ``dax`` by its ``daxX.Y`` ranges in /proc/iomem (the way the
     kernel's dax-kmem-hotplug selftest finds them)."""
     bs = int(read_value(fs, "devices/system/memory/block_size_bytes"), 16)
-    out = []
-    for line in fs.read(".cxlsys/proc/iomem").decode().splitlines():
-        rng, _, name = line.strip().partition(" : ")
-        if name == dax:
-            s, e = (int(x, 16) for x in rng.split("-"))
-            out += [f"memory{i}" for i in range(s // bs, e // bs + 1)]
-    return out
+    return [f"memory{i}" for i in iomem_dax_blocks(fs.read(".cxlsys/proc/iomem").decode(), dax, bs)]
 
 
 def can_mount() -> bool:
