@@ -407,13 +407,14 @@ def can_mount() -> bool:
 
 def cxlsys_run(script: str, topology: str = "cxl_test", params: Iterable[str] | Mapping[str, int] = (),
                timeout: float = 300, check: bool = True, cwd: str | os.PathLike | None = None,
-               kernel: str | None = None) -> subprocess.CompletedProcess:
+               kernel: str | None = None, options: Iterable[str] = ()) -> subprocess.CompletedProcess:
     """Run ``script`` with bash (``set -e`` first) inside ``python -m cxlsys run --topology
     topology``: the model mounted at /sys in a private namespace, the real cxl/daxctl on it.
 
     ``topology`` is a preset name or a TOML file; ``params`` module parameters, ``"key=value"``
     strings or a mapping; ``kernel`` a profile spec (``"7.3+bi"``; default: the topology's); ``cwd``
-    the script's working directory (default: this process's).
+    the script's working directory (default: this process's); ``options`` more of ``cxlsys run``'s
+    (``["--explain", "--dmesg", path]``).
     Returns the ``CompletedProcess`` (text stdout and stderr).  With ``check`` (the default) a
     non-zero exit raises ``AssertionError`` showing both outputs."""
     cmd = [sys.executable, "-m", "cxlsys", "run", "--topology", str(topology)]
@@ -422,7 +423,7 @@ def cxlsys_run(script: str, topology: str = "cxl_test", params: Iterable[str] | 
         cmd += ["--param", p]
     if kernel is not None:
         cmd += ["--kernel", kernel]
-    cmd += ["--", "bash", "-c", "set -e\n" + script]
+    cmd += [*options, "--", "bash", "-c", "set -e\n" + script]
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     if check and r.returncode != 0:
         raise AssertionError(f"cxlsys run failed ({r.returncode}):\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")

@@ -18,7 +18,7 @@ from cxlsys.cli.output import keep_log, progress
 from cxlsys.klog import KernelLog
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
-from cxlsys.testing import RAM_REGION_SETUP, provision_ram_region
+from cxlsys.testing import RAM_REGION_SETUP, cxlsys_run, provision_ram_region
 from cxlsys.topology import FIXTURES
 from cxlsys.treedump import dump_model
 from fuse_mount.control import dispatch
@@ -185,20 +185,16 @@ def test_no_root_with_an_open_dev_fuse_runs_the_real_tools():
 
 # -- through the mount: --dmesg, --explain, dmesg --json / --follow --------------------------------
 
-def _run(args: list, script: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "cxlsys", "run", *args, "--", "bash", "-c", script],
-                          capture_output=True, text=True, timeout=300, **kw)
-
-
 @pytest.mark.mount
 def test_explain_and_the_log_file_outlive_the_run(tmp_path):
     log = tmp_path / "kernel.log"
-    r = _run(["--explain", "--dmesg", str(log)], f"echo 1 > /sys/{CREATE}; echo after")
+    r = cxlsys_run(f"echo 1 > /sys/{CREATE} || true; echo after", options=["--explain", "--dmesg", str(log)])
     assert r.returncode == 0 and r.stdout == "after\n"
     lines = r.stderr.splitlines()
     why = "decoder0.0: expected regionN, got '1' [write '1' to /sys/devices/platform/cxl_acpi.0/root0/decoder0.0/" \
           "create_ram_region: EINVAL]"
-    assert lines == [f"cxlsys: refused: {why}", "bash: line 1: echo: write error: Invalid argument"]   # in order
+    # in order; the script's line 1 is cxlsys_run's set -e
+    assert lines == [f"cxlsys: refused: {why}", "bash: line 2: echo: write error: Invalid argument"]
     kept = log.read_text().splitlines()
     assert "cxl_test: topology cxl_test loaded" in kept[-2] and kept[-1].endswith("] " + why)
 
@@ -206,8 +202,8 @@ def test_explain_and_the_log_file_outlive_the_run(tmp_path):
 @pytest.mark.mount
 def test_the_log_file_survives_a_killed_daemon(tmp_path):
     log = tmp_path / "kernel.log"
-    r = _run(["--dmesg", str(log)], f"echo 2 > /sys/{CREATE} || true; kill -9 $CXLSYS_DAEMON_PID; "
-                                    "cat /sys/bus/cxl/devices/mem0/serial 2>/dev/null || echo gone")
+    r = cxlsys_run(f"echo 2 > /sys/{CREATE} || true; kill -9 $CXLSYS_DAEMON_PID; "
+                   "cat /sys/bus/cxl/devices/mem0/serial 2>/dev/null || echo gone", options=["--dmesg", str(log)])
     assert r.stdout == "gone\n"
     assert log.read_text().splitlines()[-1].endswith("got '2' [write '2' to /sys/devices/platform/cxl_acpi.0/root0/"
                                                      "decoder0.0/create_ram_region: EINVAL]")
@@ -223,7 +219,7 @@ def test_dmesg_json_and_follow_inside_a_run():
     echo 3 > /sys/{CREATE} || true         # logged after that answer: a later one must bring it
     timeout 60 grep -m1 "got '3'" <&3 | jq -r .pri
     '''
-    r = _run([], script)
+    r = cxlsys_run(script, check=False)
     assert r.returncode == 0, r
     assert r.stdout.splitlines() == ["cxl_test: topology cxl_test loaded interleave_arithmetic=0", "1", "3"]
 

@@ -6,14 +6,13 @@ libdaxctl) then list in the kernel's order.  The external truth: the child lists
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from cxlsys.kernfs import kernfs_name_hash
 from cxlsys.sysfs import Sysfs
 from cxlsys.system import System
+from cxlsys.testing import cxlsys_run
 from tools.golden_list import GOLDEN, load_golden
 
 
@@ -56,9 +55,7 @@ def test_sysfs_lists_by_hash_tracefs_does_not():
 
 @pytest.mark.mount
 def test_ls_f_through_the_mount_is_kernfs_order():
-    r = subprocess.run([sys.executable, "-m", "cxlsys", "run", "--", "bash", "-c",
-                        "ls -f /sys/bus/cxl/devices; echo; cxl list -BP"],
-                       capture_output=True, text=True, timeout=120, check=True)
+    r = cxlsys_run("ls -f /sys/bus/cxl/devices; echo; cxl list -BP")
     listing, _, listed = r.stdout.partition("\n\n")
     names = [n for n in listing.split() if n not in (".", "..")]
     assert names == sorted(names, key=lambda n: (kernfs_name_hash(n), n))
